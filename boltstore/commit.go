@@ -1,0 +1,290 @@
+package boltstore
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/jsctl/jsctl/event"
+)
+
+// appendReq is one Append waiting for the committer.
+type appendReq struct {
+	ev    *event.Event
+	hash  [sha256.Size]byte
+	floor uint64
+	body  []byte
+
+	// set by the committer before done is signalled
+	existing *event.Event
+	err      error
+	done     chan struct{}
+}
+
+// mark is one MarkPublished waiting to be committed.
+type mark struct {
+	id     ID
+	seq    uint64
+	at     time.Time
+	reason string
+}
+
+// commitLoop is the single writer. Each round takes every append and mark
+// waiting at that moment and commits them in one transaction with one fsync.
+// While it commits, new requests queue up for the next round: the batch grows
+// with the load, and no request waits for a timer.
+func (s *Store) commitLoop() {
+	defer close(s.done)
+	cleanup := time.NewTicker(s.CleanupInterval)
+	defer cleanup.Stop()
+	batch := make([]*appendReq, 0, s.MaxBatch)
+	cleanupDue := false
+	for {
+		if cleanupDue {
+			// One bounded pass, then a round of appends, then the next pass.
+			if cleanupDue = s.expireIdempotencyKeys(); cleanupDue {
+				s.poke()
+			}
+		}
+		select {
+		case r := <-s.appends:
+			batch = append(batch, r)
+		case <-s.wake:
+		case <-cleanup.C:
+			cleanupDue = true
+			continue
+		case <-s.closing:
+			s.drain(batch)
+			return
+		}
+		batch = s.fill(batch)
+		s.commit(batch, s.takeMarks())
+		clear(batch)
+		batch = batch[:0]
+	}
+}
+
+// fill adds the appends already queued, without waiting.
+func (s *Store) fill(batch []*appendReq) []*appendReq {
+	for len(batch) < s.MaxBatch {
+		select {
+		case r := <-s.appends:
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// drain commits everything queued at Close. No Append can enqueue any more.
+func (s *Store) drain(batch []*appendReq) {
+	for {
+		batch = s.fill(batch)
+		marks := s.takeMarks()
+		if len(batch) == 0 && len(marks) == 0 {
+			return
+		}
+		s.commit(batch, marks)
+		clear(batch)
+		batch = batch[:0]
+	}
+}
+
+// poke wakes the committer without blocking.
+func (s *Store) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Store) takeMarks() []mark {
+	s.markMu.Lock()
+	defer s.markMu.Unlock()
+	m := s.marks
+	s.marks = nil
+	return m
+}
+
+// commit writes one batch, replies to its appends and retires its marks. If
+// the transaction fails, every append in it gets the error and the marks are
+// queued again.
+func (s *Store) commit(batch []*appendReq, marks []mark) {
+	if len(batch) == 0 && len(marks) == 0 {
+		return
+	}
+	now := s.Now()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		w := newWriter(tx)
+		for _, r := range batch {
+			if err := w.append(r, now, s.IdempotencyTTL); err != nil {
+				return err
+			}
+		}
+		for _, m := range marks {
+			if err := w.mark(m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		err = storageError(err)
+		s.Logger.Error("ledger commit failed", "appends", len(batch), "marks", len(marks), "err", err)
+	}
+	for _, r := range batch {
+		if err != nil {
+			r.existing, r.err = nil, err
+		}
+		r.done <- struct{}{}
+	}
+	s.markMu.Lock()
+	if err != nil {
+		s.marks = append(marks, s.marks...)
+	} else {
+		for _, m := range marks {
+			if cur, ok := s.marked[m.id]; ok && cur.seq == m.seq {
+				delete(s.marked, m.id)
+			}
+		}
+	}
+	s.markMu.Unlock()
+}
+
+// writer holds the buckets of one write transaction.
+type writer struct {
+	events, state, unpublished, sequences, idem, idemExpiry *bolt.Bucket
+}
+
+func newWriter(tx *bolt.Tx) *writer {
+	w := &writer{
+		events:      tx.Bucket(bucketEvents),
+		state:       tx.Bucket(bucketState),
+		unpublished: tx.Bucket(bucketUnpublished),
+		sequences:   tx.Bucket(bucketSequences),
+		idem:        tx.Bucket(bucketIdem),
+		idemExpiry:  tx.Bucket(bucketIdemExpiry),
+	}
+	// Keys arrive in time order, so pages can be packed full.
+	w.events.FillPercent = 0.95
+	w.unpublished.FillPercent = 0.95
+	w.sequences.FillPercent = 0.95
+	w.idemExpiry.FillPercent = 0.95
+	return w
+}
+
+// append stores r's event, or resolves r to the event its idempotency key names.
+func (w *writer) append(r *appendReq, now time.Time, ttl time.Duration) error {
+	e := r.ev
+	if e.IdempotencyKey != "" {
+		key := []byte(e.IdempotencyKey)
+		if v := w.idem.Get(key); len(v) == 16+sha256.Size {
+			id := ID(v[:16])
+			if now.Sub(id.Time()) < ttl {
+				if !bytes.Equal(v[16:], r.hash[:]) {
+					r.err = fmt.Errorf("%w: idempotency_key %q was used for event %s with a different body", event.ErrConflict, e.IdempotencyKey, id)
+					return nil
+				}
+				existing, err := w.read(id)
+				if err != nil {
+					return err
+				}
+				r.existing = existing
+				return nil
+			}
+		}
+		v := make([]byte, 0, 16+sha256.Size)
+		v = append(append(v, e.ID[:]...), r.hash[:]...)
+		if err := w.idem.Put(key, v); err != nil {
+			return fmt.Errorf("put idempotency key: %w", err)
+		}
+		if err := w.idemExpiry.Put(e.ID[:], key); err != nil {
+			return fmt.Errorf("put idempotency expiry: %w", err)
+		}
+	}
+	if err := w.events.Put(e.ID[:], r.body); err != nil {
+		return fmt.Errorf("put event: %w", err)
+	}
+	if err := w.unpublished.Put(e.ID[:], binary.AppendUvarint(nil, r.floor)); err != nil {
+		return fmt.Errorf("put unpublished: %w", err)
+	}
+	return nil
+}
+
+// read returns the event the idempotency key names, with its payload.
+func (w *writer) read(id ID) (*event.Event, error) {
+	e := &event.Event{ID: id}
+	if err := decodeBody(w.events.Get(id[:]), e, true); err != nil {
+		return nil, fmt.Errorf("%w: event %s: %w", event.ErrCorrupt, id, err)
+	}
+	st, err := readState(w.state, id)
+	if err != nil {
+		return nil, err
+	}
+	st.apply(e)
+	return e, nil
+}
+
+// mark records m. A mark for an event already at m.seq does nothing.
+func (w *writer) mark(m mark) error {
+	if w.events.Get(m.id[:]) == nil {
+		return nil // removed since; nothing to mark
+	}
+	st, err := readState(w.state, m.id)
+	if err != nil {
+		return err
+	}
+	old := st.Sequence
+	if !st.markPublished(m) {
+		return nil
+	}
+	if old != 0 {
+		if err := w.sequences.Delete(binary.BigEndian.AppendUint64(nil, old)); err != nil {
+			return err
+		}
+	}
+	if err := w.state.Put(m.id[:], encodeState(nil, st)); err != nil {
+		return fmt.Errorf("put state: %w", err)
+	}
+	if err := w.unpublished.Delete(m.id[:]); err != nil {
+		return fmt.Errorf("delete unpublished: %w", err)
+	}
+	return w.sequences.Put(binary.BigEndian.AppendUint64(nil, m.seq), m.id[:])
+}
+
+// readState decodes an event's state; an event without one is ACCEPTED.
+func readState(b *bolt.Bucket, id ID) (*state, error) {
+	v := b.Get(id[:])
+	if v == nil {
+		return &state{Status: event.StatusAccepted}, nil
+	}
+	st, err := decodeState(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: state of %s: %w", event.ErrCorrupt, id, err)
+	}
+	return st, nil
+}
+
+// markPublished applies m and reports whether anything changed.
+func (st *state) markPublished(m mark) bool {
+	if st.Sequence == m.seq {
+		return false
+	}
+	to := max(st.Status, event.StatusPublished)
+	st.History = append(st.History, event.Transition{From: st.Status, To: to, Time: m.at, Reason: m.reason, Sequence: m.seq})
+	st.Status, st.Sequence = to, m.seq
+	return true
+}
+
+// apply copies the state into e, after the implied first transition.
+func (st *state) apply(e *event.Event) {
+	e.Status, e.Sequence, e.Groups = st.Status, st.Sequence, st.Groups
+	e.History = make([]event.Transition, 0, 1+len(st.History))
+	e.History = append(e.History, event.Transition{To: event.StatusAccepted, Time: e.CreatedAt})
+	e.History = append(e.History, st.History...)
+}

@@ -1,0 +1,168 @@
+package boltstore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/jsctl/jsctl/event"
+)
+
+// Append implements event.Ledger: it returns once the commit holding e is
+// fsynced.
+func (s *Store) Append(e *event.Event, floor uint64) (*event.Event, bool, error) {
+	r := &appendReq{ev: e, floor: floor, done: make(chan struct{}, 1)}
+	r.body = encodeBody(make([]byte, 0, bodySize(e)), e)
+	if e.IdempotencyKey != "" {
+		r.hash = e.BodyHash()
+	}
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return nil, false, fmt.Errorf("%w: ledger is closing", event.ErrUnavailable)
+	}
+	s.appends <- r
+	s.closeMu.RUnlock()
+	<-r.done
+	switch {
+	case r.err != nil:
+		return nil, false, r.err
+	case r.existing != nil:
+		m, ok := s.pendingMark(r.existing.ID)
+		s.overlay(r.existing, m, ok)
+		return r.existing, false, nil
+	}
+	return e, true, nil
+}
+
+// MarkPublished implements event.Ledger.
+func (s *Store) MarkPublished(id ID, seq uint64, reason string) {
+	m := mark{id: id, seq: seq, at: s.Now(), reason: reason}
+	s.markMu.Lock()
+	if cur, ok := s.marked[id]; ok && cur.seq == seq {
+		s.markMu.Unlock()
+		return
+	}
+	s.marked[id] = m
+	s.marks = append(s.marks, m)
+	s.markMu.Unlock()
+	s.poke()
+}
+
+func (s *Store) pendingMark(id ID) (mark, bool) {
+	s.markMu.Lock()
+	m, ok := s.marked[id]
+	s.markMu.Unlock()
+	return m, ok
+}
+
+// overlay applies a mark that is not committed yet.
+func (s *Store) overlay(e *event.Event, m mark, ok bool) {
+	if !ok || e.Sequence == m.seq {
+		return
+	}
+	st := &state{Status: e.Status, Sequence: e.Sequence}
+	st.markPublished(m)
+	e.Status, e.Sequence = st.Status, st.Sequence
+	e.History = append(e.History, st.History...)
+}
+
+// Get implements event.Ledger.
+func (s *Store) Get(id ID, withPayload bool) (*event.Event, error) {
+	// Take the pending mark before reading: a mark is always pending, committed,
+	// or both, so one of the two reads sees it.
+	m, marked := s.pendingMark(id)
+	e := &event.Event{ID: id}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		body := tx.Bucket(bucketEvents).Get(id[:])
+		if body == nil {
+			return fmt.Errorf("%w: no event with correlation_id %s", event.ErrNotFound, id)
+		}
+		if err := decodeBody(body, e, withPayload); err != nil {
+			return fmt.Errorf("%w: event %s: %w", event.ErrCorrupt, id, err)
+		}
+		st, err := readState(tx.Bucket(bucketState), id)
+		if err != nil {
+			return err
+		}
+		st.apply(e)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.overlay(e, m, marked)
+	return e, nil
+}
+
+// Unpublished implements event.Ledger.
+func (s *Store) Unpublished() ([]event.Pending, error) {
+	var out []event.Pending
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketUnpublished).ForEach(func(k, v []byte) error {
+			floor, _ := binary.Uvarint(v)
+			out = append(out, event.Pending{ID: ID(k), Floor: floor})
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.markMu.Lock()
+	defer s.markMu.Unlock()
+	kept := out[:0]
+	for _, p := range out {
+		if _, ok := s.marked[p.ID]; !ok {
+			kept = append(kept, p)
+		}
+	}
+	return kept, nil
+}
+
+// PublishedAfter implements event.Ledger.
+func (s *Store) PublishedAfter(seq uint64) ([]event.Pending, error) {
+	var out []event.Pending
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketSequences).Cursor()
+		for k, v := c.Seek(binary.BigEndian.AppendUint64(nil, seq+1)); k != nil; k, v = c.Next() {
+			out = append(out, event.Pending{ID: ID(v), Sequence: binary.BigEndian.Uint64(k)})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// expireIdempotencyKeys forgets up to perTx keys older than IdempotencyTTL,
+// oldest first, in one transaction, and reports whether more are due. Bounded
+// so that appends never wait long behind it.
+func (s *Store) expireIdempotencyKeys() (more bool) {
+	const perTx = 1000
+	cutoff := s.Now().Add(-s.IdempotencyTTL)
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		idem, expiry := tx.Bucket(bucketIdem), tx.Bucket(bucketIdemExpiry)
+		c := expiry.Cursor()
+		for k, key := c.First(); k != nil && n < perTx; k, key = c.First() {
+			if !ID(k).Time().Before(cutoff) {
+				break
+			}
+			if v := idem.Get(key); len(v) >= 16 && bytes.Equal(v[:16], k) {
+				if err := idem.Delete(key); err != nil {
+					return err
+				}
+			}
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		s.Logger.Error("expire idempotency keys", "err", err)
+		return false
+	}
+	return n == perTx
+}

@@ -1,0 +1,198 @@
+package boltstore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/jsctl/jsctl/event"
+)
+
+// Bucket names; see the package doc for their layout.
+var (
+	bucketMeta        = []byte("meta")
+	bucketEvents      = []byte("events")
+	bucketState       = []byte("state")
+	bucketUnpublished = []byte("unpublished")
+	bucketSequences   = []byte("sequences")
+	bucketIdem        = []byte("idem")
+	bucketIdemExpiry  = []byte("idem_expiry")
+
+	allBuckets = [][]byte{bucketMeta, bucketEvents, bucketState, bucketUnpublished, bucketSequences, bucketIdem, bucketIdemExpiry}
+
+	keySchema = []byte("schema")
+)
+
+const schemaVersion = 1
+
+// Store is the bbolt ledger. Create it with New, set fields, then Open.
+type Store struct {
+	// Path of the bbolt file. Its directory is created with mode 0700.
+	Path string
+
+	// LockTimeout is how long Open waits for another process to release the
+	// file. Default 1s.
+	LockTimeout time.Duration
+
+	// IdempotencyTTL is how long an idempotency key is remembered. Default 24h.
+	IdempotencyTTL time.Duration
+
+	// MaxBatch caps how many appends share one transaction. Default 4096.
+	MaxBatch int
+
+	// MaxSize caps the file size in bytes; 0 means no limit. Writes beyond it
+	// fail with event.ErrFull.
+	MaxSize int
+
+	// CleanupInterval is how often expired idempotency keys are removed.
+	// Default 1m.
+	CleanupInterval time.Duration
+
+	// Now defaults to time.Now; tests replace it.
+	Now func() time.Time
+
+	Logger *slog.Logger
+
+	db *bolt.DB
+
+	appends chan *appendReq
+	wake    chan struct{}
+	closing chan struct{}
+	done    chan struct{}
+
+	closeMu sync.RWMutex // held for reading while an Append enqueues
+	closed  bool
+
+	markMu sync.Mutex
+	marks  []mark        // made, not yet taken by the committer
+	marked map[ID]mark   // made, not yet committed: Get applies these
+}
+
+// ID is the ledger's key for an event.
+type ID = event.ID
+
+// New returns a Store for the file at path with defaults set.
+func New(path string) *Store {
+	return &Store{
+		Path:            path,
+		LockTimeout:     time.Second,
+		IdempotencyTTL:  24 * time.Hour,
+		MaxBatch:        4096,
+		CleanupInterval: time.Minute,
+		Now:             time.Now,
+		Logger:          slog.Default(),
+	}
+}
+
+// Open opens or creates the file, checks its schema and starts the committer.
+// Errors wrap event.ErrLocked when another process holds the file and
+// event.ErrCorrupt when it is damaged.
+func (s *Store) Open() (err error) {
+	if abs, err := filepath.Abs(s.Path); err == nil {
+		s.Path = abs
+	}
+	if err := os.MkdirAll(filepath.Dir(s.Path), 0o700); err != nil {
+		return fmt.Errorf("create ledger directory: %w", err)
+	}
+	s.db, err = openBolt(s.Path, &bolt.Options{
+		Timeout:         s.LockTimeout,
+		FreelistType:    bolt.FreelistMapType,
+		MaxSize:         s.MaxSize,
+		InitialMmapSize: 64 << 20,
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.db.Update(s.initBuckets); err != nil {
+		s.db.Close()
+		return fmt.Errorf("ledger %s: %w", s.Path, err)
+	}
+	s.appends = make(chan *appendReq, s.MaxBatch)
+	s.wake = make(chan struct{}, 1)
+	s.closing = make(chan struct{})
+	s.done = make(chan struct{})
+	s.marked = make(map[ID]mark)
+	go s.commitLoop()
+	return nil
+}
+
+// openBolt opens the file, turning bbolt's lock timeout and the panics it can
+// raise on a damaged file into errors.
+func openBolt(path string, opts *bolt.Options) (db *bolt.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("%w: %s: %v", event.ErrCorrupt, path, r)
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, opts)
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("%w: %s is held by another process: another jsctl is serving data dir %s (stop it, or use another --data-dir)", event.ErrLocked, path, filepath.Dir(path))
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
+		return nil, fmt.Errorf("%w: %s: %w", event.ErrCorrupt, path, err)
+	case err != nil:
+		return nil, fmt.Errorf("open ledger %s: %w", path, err)
+	}
+	return db, nil
+}
+
+func (s *Store) initBuckets(tx *bolt.Tx) error {
+	for _, name := range allBuckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	meta := tx.Bucket(bucketMeta)
+	if v := meta.Get(keySchema); v != nil {
+		if got, _ := binary.Uvarint(v); got != schemaVersion {
+			return fmt.Errorf("schema version %d, this jsctl reads %d", got, schemaVersion)
+		}
+		return nil
+	}
+	return meta.Put(keySchema, binary.AppendUvarint(nil, schemaVersion))
+}
+
+// Close commits what is queued, stops the committer and closes the file.
+// Appends after Close fail with event.ErrUnavailable.
+func (s *Store) Close() error {
+	if s.db == nil {
+		return nil
+	}
+	s.closeMu.Lock()
+	already := s.closed
+	s.closed = true
+	s.closeMu.Unlock()
+	if already {
+		return nil
+	}
+	close(s.closing)
+	<-s.done
+	return s.db.Close()
+}
+
+// Check runs bbolt's consistency check and returns the first problem found.
+func (s *Store) Check() error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			return fmt.Errorf("%w: %w", event.ErrCorrupt, err)
+		}
+		return nil
+	})
+}
+
+// storageError classifies a failed commit.
+func storageError(err error) error {
+	if errors.Is(err, berrors.ErrMaxSizeReached) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: %w", event.ErrFull, err)
+	}
+	return fmt.Errorf("commit ledger: %w", err)
+}

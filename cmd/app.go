@@ -1,0 +1,243 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/nats-io/nats.go"
+
+	"github.com/jsctl/jsctl/boltstore"
+	"github.com/jsctl/jsctl/embedded"
+	"github.com/jsctl/jsctl/event"
+	"github.com/jsctl/jsctl/rpc"
+)
+
+// Compile-time checks that the adapters fit the domain's interfaces.
+var (
+	_ event.Ledger = (*boltstore.Store)(nil)
+	_ event.Queue  = (*embedded.Queue)(nil)
+)
+
+// App is a running jsctl: ledger, embedded NATS, pipeline, gRPC and HTTP. Open
+// starts everything in order and returns once the API reports SERVING; Close
+// stops it in reverse.
+type App struct {
+	Config Config
+	Logger *slog.Logger
+
+	ledger   *boltstore.Store
+	nats     *embedded.Server
+	nc       *nats.Conn
+	queue    *embedded.Queue
+	pipeline *event.Pipeline
+	rpc      *rpc.Server
+	grpcLis  net.Listener
+	http     *http.Server
+	httpLis  net.Listener
+
+	ready    atomic.Bool
+	stop     context.CancelFunc // stops background work
+	bg       sync.WaitGroup
+	closeErr error
+	closed   sync.Once
+}
+
+// NewApp returns an App for cfg, which must be valid.
+func NewApp(cfg Config, log *slog.Logger) *App {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &App{Config: cfg, Logger: log}
+}
+
+// Open starts the app: it takes the ledger (failing fast if another process
+// holds it), binds the listeners, starts NATS and the stream, recovers events a
+// crash left unpublished, then serves. On error everything opened is closed.
+func (a *App) Open(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	cfg := &a.Config
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+
+	a.ledger = boltstore.New(cfg.LedgerPath())
+	a.ledger.LockTimeout = cfg.Ledger.LockTimeout
+	a.ledger.IdempotencyTTL = cfg.Ledger.IdempotencyTTL
+	a.ledger.MaxBatch = cfg.Ledger.MaxBatch
+	a.ledger.MaxSize = cfg.Ledger.MaxSizeBytes
+	a.ledger.Logger = a.Logger
+	if err := a.ledger.Open(); err != nil {
+		a.ledger = nil
+		return err
+	}
+
+	if a.grpcLis, err = net.Listen("tcp", cfg.GRPC.Listen); err != nil {
+		return fmt.Errorf("grpc.listen: %w", err)
+	}
+	if cfg.HTTP.Listen != "" {
+		if a.httpLis, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
+			return fmt.Errorf("http.listen: %w", err)
+		}
+		a.http = &http.Server{Handler: a.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go a.http.Serve(a.httpLis)
+	}
+
+	maxRecv := cfg.Limits.MaxPayloadBytes + cfg.Limits.MaxHeaderBytes + 64<<10
+	a.nats = embedded.New(cfg.JetStreamDir())
+	a.nats.Listen = cfg.NATS.Listen
+	a.nats.User, a.nats.Password, a.nats.Token = cfg.NATS.User, cfg.NATS.Password, cfg.NATS.Token
+	a.nats.MaxPayload = int32(maxRecv)
+	a.nats.Logger = a.Logger
+	if err := a.nats.Open(); err != nil {
+		a.nats = nil
+		return err
+	}
+	if a.nc, err = a.nats.Connect("jsctl"); err != nil {
+		return err
+	}
+	a.queue = embedded.NewQueue(a.nc)
+	a.queue.Stream = cfg.NATS.Stream
+	a.queue.Prefix = cfg.NATS.SubjectPrefix
+	a.queue.DuplicateWindow = cfg.NATS.DuplicateWindow
+	a.queue.AckTimeout = cfg.NATS.AckTimeout
+	a.queue.MaxInFlight = cfg.NATS.MaxInFlight
+	if err := a.queue.Open(ctx); err != nil {
+		return err
+	}
+
+	a.pipeline = event.NewPipeline(a.ledger, a.queue)
+	a.pipeline.Limits = cfg.EventLimits()
+	a.pipeline.Logger = a.Logger
+	start := time.Now()
+	rec, err := a.pipeline.Recover(ctx)
+	if err != nil {
+		return fmt.Errorf("recover unpublished events: %w", err)
+	}
+	if rec != (event.Recovery{}) {
+		a.Logger.Warn("recovered events left by an unclean stop",
+			"found_in_stream", rec.Found, "republished", rec.Republished, "lost_tail_republished", rec.LostTail, "took", time.Since(start))
+	}
+
+	bgctx, stop := context.WithCancel(context.Background())
+	a.stop = stop
+	a.bg.Add(1)
+	go a.republishLoop(bgctx)
+
+	a.rpc = rpc.NewServer(a.pipeline, rpc.Options{MaxRecvBytes: maxRecv, Logger: a.Logger})
+	a.rpc.SetServing(true)
+	go a.rpc.Serve(a.grpcLis)
+	a.ready.Store(true)
+	a.Logger.Info("jsctl serving", "grpc", a.GRPCAddr(), "http", a.HTTPAddr(), "data_dir", cfg.DataDir, "nats", a.nats.ClientURL())
+	return nil
+}
+
+// republishLoop publishes events whose publish failed, with exponential
+// backoff, until none is left.
+func (a *App) republishLoop(ctx context.Context) {
+	defer a.bg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.pipeline.RepublishRequested():
+		}
+		_, err := backoff.Retry(ctx, func() (struct{}, error) {
+			_, n, err := a.pipeline.Republish(ctx, time.Now().Add(-a.Config.NATS.AckTimeout))
+			if err == nil && n > 0 {
+				a.Logger.Info("published events after earlier failures", "events", n)
+			}
+			return struct{}{}, err
+		}, backoff.WithBackOff(backoff.NewExponentialBackOff()), backoff.WithMaxElapsedTime(0))
+		if err != nil && ctx.Err() == nil {
+			a.Logger.Error("republish", "err", err)
+		}
+	}
+}
+
+// GRPCAddr is the address the gRPC API listens on.
+func (a *App) GRPCAddr() string { return addrOf(a.grpcLis) }
+
+// HTTPAddr is the address /healthz and /readyz are served on; empty if off.
+func (a *App) HTTPAddr() string { return addrOf(a.httpLis) }
+
+func addrOf(l net.Listener) string {
+	if l == nil {
+		return ""
+	}
+	return l.Addr().String()
+}
+
+func (a *App) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
+
+// Run opens the app, serves until ctx is done, then closes it.
+func (a *App) Run(ctx context.Context) error {
+	if err := a.Open(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	a.Logger.Info("stopping")
+	return a.Close()
+}
+
+// Close stops serving (health NOT_SERVING first, in-flight calls get up to
+// ShutdownTimeout), then closes NATS and the ledger, which commits what is
+// queued. It is safe to call more than once.
+func (a *App) Close() error {
+	a.closed.Do(func() {
+		a.ready.Store(false)
+		var errs []error
+		if a.rpc != nil {
+			a.rpc.Stop(a.Config.ShutdownTimeout)
+		} else if a.grpcLis != nil {
+			a.grpcLis.Close()
+		}
+		if a.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			a.http.Shutdown(ctx)
+			cancel()
+		} else if a.httpLis != nil {
+			a.httpLis.Close()
+		}
+		if a.stop != nil {
+			a.stop()
+			a.bg.Wait()
+		}
+		if a.nc != nil {
+			a.nc.Close()
+		}
+		if a.nats != nil {
+			errs = append(errs, a.nats.Close())
+		}
+		if a.ledger != nil {
+			errs = append(errs, a.ledger.Close())
+		}
+		a.closeErr = errors.Join(errs...)
+	})
+	return a.closeErr
+}

@@ -1,0 +1,305 @@
+package cmd
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/confmap"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/v2"
+
+	"github.com/jsctl/jsctl/event"
+)
+
+// Config is everything `jsctl serve` can be told. config.example.yaml mirrors
+// it one to one, with the defaults below. Precedence, highest first: flags,
+// JSCTL_* environment variables (JSCTL_GRPC_LISTEN for grpc.listen), the file
+// given by --config, defaults.
+type Config struct {
+	// DataDir holds the ledger (ledger.db) and JetStream's files (jetstream/).
+	// Default "./data".
+	DataDir string `yaml:"data_dir"`
+	// LogLevel is debug, info, warn or error. Default "info".
+	LogLevel string `yaml:"log_level"`
+	// LogFormat is auto (text on a terminal, JSON otherwise), text or json.
+	// Default "auto".
+	LogFormat string `yaml:"log_format"`
+	// ShutdownTimeout bounds how long in-flight calls may take after SIGTERM.
+	// Default 10s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+
+	GRPC   GRPCConfig   `yaml:"grpc"`
+	HTTP   HTTPConfig   `yaml:"http"`
+	NATS   NATSConfig   `yaml:"nats"`
+	Ledger LedgerConfig `yaml:"ledger"`
+	Limits LimitsConfig `yaml:"limits"`
+}
+
+// GRPCConfig is the gRPC API.
+type GRPCConfig struct {
+	// Listen is host:port. Default "127.0.0.1:50051".
+	Listen string `yaml:"listen"`
+}
+
+// HTTPConfig serves /healthz and /readyz.
+type HTTPConfig struct {
+	// Listen is host:port; empty disables HTTP. Default "127.0.0.1:8080".
+	Listen string `yaml:"listen"`
+}
+
+// NATSConfig is the embedded NATS JetStream server.
+type NATSConfig struct {
+	// Listen is host:port for native NATS clients; empty (the default) opens no
+	// port. Requires User and Password, or Token.
+	Listen   string `yaml:"listen"`
+	User     string `yaml:"user"`
+	Password string `yaml:"password"`
+	Token    string `yaml:"token"`
+	// SubjectPrefix is put before event types: order.created is published on
+	// events.order.created. Default "events".
+	SubjectPrefix string `yaml:"subject_prefix"`
+	// Stream is the JetStream stream's name. Default "EVENTS".
+	Stream string `yaml:"stream"`
+	// DuplicateWindow is how long JetStream drops a repeated message ID.
+	// Default 2m.
+	DuplicateWindow time.Duration `yaml:"duplicate_window"`
+	// AckTimeout bounds the wait for JetStream's acknowledgement of a publish.
+	// Default 10s.
+	AckTimeout time.Duration `yaml:"ack_timeout"`
+	// MaxInFlight caps publishes waiting for an acknowledgement. Default 16384.
+	MaxInFlight int `yaml:"max_in_flight"`
+}
+
+// LedgerConfig is the bbolt ledger.
+type LedgerConfig struct {
+	// LockTimeout is how long start-up waits for another process to release
+	// the ledger. Default 1s.
+	LockTimeout time.Duration `yaml:"lock_timeout"`
+	// IdempotencyTTL is how long idempotency keys are remembered. Default 24h.
+	IdempotencyTTL time.Duration `yaml:"idempotency_ttl"`
+	// MaxBatch caps the events that share one commit. Default 4096.
+	MaxBatch int `yaml:"max_batch"`
+	// MaxSizeBytes caps the ledger file; 0 means no limit. Default 0.
+	MaxSizeBytes int `yaml:"max_size_bytes"`
+}
+
+// LimitsConfig bounds what one event may carry.
+type LimitsConfig struct {
+	// Default 255.
+	MaxEventTypeBytes int `yaml:"max_event_type_bytes"`
+	// Default 1048576 (1 MiB); at most 64 MiB.
+	MaxPayloadBytes int `yaml:"max_payload_bytes"`
+	// Default 32.
+	MaxHeaders int `yaml:"max_headers"`
+	// Names plus values of all headers. Default 16384.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// Default 256.
+	MaxIdempotencyKeyBytes int `yaml:"max_idempotency_key_bytes"`
+}
+
+// DefaultConfig returns the configuration used when nothing is set.
+func DefaultConfig() Config {
+	l := event.DefaultLimits()
+	return Config{
+		DataDir:         "./data",
+		LogLevel:        "info",
+		LogFormat:       "auto",
+		ShutdownTimeout: 10 * time.Second,
+		GRPC:            GRPCConfig{Listen: "127.0.0.1:50051"},
+		HTTP:            HTTPConfig{Listen: "127.0.0.1:8080"},
+		NATS: NATSConfig{
+			SubjectPrefix:   "events",
+			Stream:          "EVENTS",
+			DuplicateWindow: 2 * time.Minute,
+			AckTimeout:      10 * time.Second,
+			MaxInFlight:     16384,
+		},
+		Ledger: LedgerConfig{
+			LockTimeout:    time.Second,
+			IdempotencyTTL: 24 * time.Hour,
+			MaxBatch:       4096,
+		},
+		Limits: LimitsConfig{
+			MaxEventTypeBytes:      l.MaxTypeBytes,
+			MaxPayloadBytes:        l.MaxPayloadBytes,
+			MaxHeaders:             l.MaxHeaders,
+			MaxHeaderBytes:         l.MaxHeaderBytes,
+			MaxIdempotencyKeyBytes: l.MaxIdempotencyKeyBytes,
+		},
+	}
+}
+
+// EnvPrefix starts every environment variable jsctl reads.
+const EnvPrefix = "JSCTL_"
+
+// LoadConfig builds the configuration from defaults, the YAML file at path
+// (if not empty), the environment (environ, as from os.Environ) and the
+// flag overrides (config key -> value), then validates it. Errors name the key.
+func LoadConfig(path string, environ []string, flags map[string]any) (Config, error) {
+	k := koanf.New(".")
+	if path != "" {
+		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	keys := ConfigKeys()
+	env := map[string]any{}
+	for _, kv := range environ {
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(name, EnvPrefix) {
+			continue
+		}
+		if key, ok := envKey(keys, name); ok {
+			env[key] = value
+		}
+	}
+	if err := k.Load(confmap.Provider(env, "."), nil); err != nil {
+		return Config{}, err
+	}
+	if err := k.Load(confmap.Provider(flags, "."), nil); err != nil {
+		return Config{}, err
+	}
+	cfg := DefaultConfig()
+	err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{
+		Tag: "yaml",
+		DecoderConfig: &mapstructure.DecoderConfig{
+			DecodeHook:       mapstructure.StringToTimeDurationHookFunc(),
+			WeaklyTypedInput: true,
+			ErrorUnused:      true,
+			TagName:          "yaml",
+		},
+	})
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return cfg, cfg.Validate()
+}
+
+// envKey maps JSCTL_NATS_ACK_TIMEOUT to nats.ack_timeout.
+func envKey(keys []string, name string) (string, bool) {
+	want := strings.ToLower(strings.TrimPrefix(name, EnvPrefix))
+	for _, k := range keys {
+		if strings.ReplaceAll(k, ".", "_") == want {
+			return k, true
+		}
+	}
+	return "", false
+}
+
+// EnvName returns the environment variable for a config key.
+func EnvName(key string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// ConfigKeys lists every config key, such as "grpc.listen", in struct order.
+func ConfigKeys() []string {
+	var keys []string
+	var walk func(t reflect.Type, prefix string)
+	walk = func(t reflect.Type, prefix string) {
+		for f := range t.Fields() {
+			name := prefix + f.Tag.Get("yaml")
+			if f.Type.Kind() == reflect.Struct {
+				walk(f.Type, name+".")
+				continue
+			}
+			keys = append(keys, name)
+		}
+	}
+	walk(reflect.TypeFor[Config](), "")
+	return keys
+}
+
+// Validate checks every value and names the key of the first bad one.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key string, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("config %s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "must not be empty")
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
+		bad("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	if !slices.Contains([]string{"auto", "text", "json"}, c.LogFormat) {
+		bad("log_format", "%q is not one of auto, text, json", c.LogFormat)
+	}
+	positive := map[string]time.Duration{
+		"shutdown_timeout": c.ShutdownTimeout, "nats.duplicate_window": c.NATS.DuplicateWindow,
+		"nats.ack_timeout": c.NATS.AckTimeout, "ledger.lock_timeout": c.Ledger.LockTimeout,
+		"ledger.idempotency_ttl": c.Ledger.IdempotencyTTL,
+	}
+	for _, key := range slices.Sorted(maps.Keys(positive)) {
+		if positive[key] <= 0 {
+			bad(key, "must be a positive duration such as 10s, got %s", positive[key])
+		}
+	}
+	counts := map[string]int{
+		"nats.max_in_flight": c.NATS.MaxInFlight, "ledger.max_batch": c.Ledger.MaxBatch,
+		"limits.max_event_type_bytes": c.Limits.MaxEventTypeBytes, "limits.max_payload_bytes": c.Limits.MaxPayloadBytes,
+		"limits.max_headers": c.Limits.MaxHeaders, "limits.max_header_bytes": c.Limits.MaxHeaderBytes,
+		"limits.max_idempotency_key_bytes": c.Limits.MaxIdempotencyKeyBytes,
+	}
+	for _, key := range slices.Sorted(maps.Keys(counts)) {
+		if counts[key] <= 0 {
+			bad(key, "must be positive, got %d", counts[key])
+		}
+	}
+	if c.Ledger.MaxSizeBytes < 0 {
+		bad("ledger.max_size_bytes", "must be 0 (no limit) or positive, got %d", c.Ledger.MaxSizeBytes)
+	}
+	if c.Limits.MaxPayloadBytes > 64<<20 {
+		bad("limits.max_payload_bytes", "%d is over NATS's maximum of 64 MiB", c.Limits.MaxPayloadBytes)
+	}
+	checkAddr := func(key, addr string, optional bool) {
+		if addr == "" && optional {
+			return
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			bad(key, "%q is not host:port (%v)", addr, err)
+		}
+	}
+	checkAddr("grpc.listen", c.GRPC.Listen, false)
+	checkAddr("http.listen", c.HTTP.Listen, true)
+	checkAddr("nats.listen", c.NATS.Listen, true)
+	if c.NATS.Listen != "" && (c.NATS.User == "" || c.NATS.Password == "") && c.NATS.Token == "" {
+		bad("nats.listen", "a NATS port for native clients needs credentials: set nats.user and nats.password, or nats.token")
+	}
+	if err := event.DefaultLimits().CheckType(c.NATS.SubjectPrefix); err != nil {
+		bad("nats.subject_prefix", "%q is not a subject: %v", c.NATS.SubjectPrefix, err)
+	}
+	if c.NATS.Stream == "" || strings.ContainsAny(c.NATS.Stream, ".*> \t\r\n/\\") {
+		bad("nats.stream", "%q is not a stream name (no spaces, '.', '*', '>', '/' or '\\')", c.NATS.Stream)
+	}
+	return errors.Join(errs...)
+}
+
+// EventLimits returns the event limits.
+func (c *Config) EventLimits() event.Limits {
+	return event.Limits{
+		MaxTypeBytes:           c.Limits.MaxEventTypeBytes,
+		MaxPayloadBytes:        c.Limits.MaxPayloadBytes,
+		MaxHeaders:             c.Limits.MaxHeaders,
+		MaxHeaderBytes:         c.Limits.MaxHeaderBytes,
+		MaxIdempotencyKeyBytes: c.Limits.MaxIdempotencyKeyBytes,
+	}
+}
+
+// LedgerPath is the bbolt file.
+func (c *Config) LedgerPath() string { return filepath.Join(c.DataDir, "ledger.db") }
+
+// JetStreamDir is JetStream's store directory.
+func (c *Config) JetStreamDir() string { return filepath.Join(c.DataDir, "jetstream") }
+
+// configFileFromEnv returns JSCTL_CONFIG, the config file used when --config is not given.
+func configFileFromEnv() string { return os.Getenv(EnvPrefix + "CONFIG") }

@@ -1,0 +1,295 @@
+package event
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+)
+
+// Ledger is the durable record of events and their statuses. Implemented by
+// boltstore.Store.
+type Ledger interface {
+	// Append makes e durable (written and fsynced) with status ACCEPTED and
+	// returns it with created=true. floor is the stream's last sequence before e
+	// was appended; recovery scans the stream from there.
+	//
+	// If e.IdempotencyKey names a live event, Append stores nothing and returns
+	// that event with its payload and created=false, or an error wrapping
+	// ErrConflict when the bodies differ. An error wrapping ErrFull means
+	// nothing was stored.
+	Append(e *Event, floor uint64) (stored *Event, created bool, err error)
+
+	// MarkPublished records that the event is in the stream at seq. It does not
+	// wait: the mark is written with the next group commit, and Get sees it at
+	// once. Marking an event that is already published does nothing.
+	MarkPublished(id ID, seq uint64, reason string)
+
+	// Get returns the event with its history, and its payload if withPayload.
+	// It returns an error wrapping ErrNotFound for an unknown ID.
+	Get(id ID, withPayload bool) (*Event, error)
+
+	// Unpublished returns the events still ACCEPTED, oldest first, not counting
+	// those with a mark waiting to be committed.
+	Unpublished() ([]Pending, error)
+
+	// PublishedAfter returns the events marked published at a sequence above seq.
+	PublishedAfter(seq uint64) ([]Pending, error)
+}
+
+// Pending names an event that recovery may have to publish again.
+type Pending struct {
+	ID       ID
+	Floor    uint64 // stream's last sequence before the event was appended
+	Sequence uint64 // sequence it was marked with, if any
+}
+
+// Queue is the delivery engine (JetStream). Implemented by embedded.Queue.
+type Queue interface {
+	// PublishAsync starts publishing e with its ID as the message ID, so that
+	// publishing the same event twice stores it once (within the stream's
+	// duplicate window).
+	PublishAsync(e *Event) (Publication, error)
+
+	// LastSequence returns a sequence the stream is known to have reached: at
+	// least every sequence acknowledged so far.
+	LastSequence() uint64
+
+	// Sequences returns the message ID and sequence of every message after the
+	// given sequence, up to the stream's end.
+	Sequences(ctx context.Context, after uint64) (map[ID]uint64, error)
+}
+
+// Publication is a publish waiting for its acknowledgement.
+type Publication interface {
+	// Wait returns the stream sequence once the stream has acknowledged the
+	// message, or an error. It can be called again after ctx expired.
+	Wait(ctx context.Context) (uint64, error)
+}
+
+// Pipeline turns requests into acknowledged events: validate, append to the
+// ledger (group-committed and fsynced), publish to the queue, mark published.
+// Set the exported fields before use.
+type Pipeline struct {
+	Ledger Ledger
+	Queue  Queue
+	Limits Limits // default DefaultLimits()
+	Logger *slog.Logger
+
+	// PublishTimeout bounds how long a publish keeps going after the client
+	// gave up waiting for it. Default 30s.
+	PublishTimeout time.Duration
+
+	// Now and NewID default to time.Now and NewID; tests replace them.
+	Now   func() time.Time
+	NewID func() (ID, error)
+
+	kick chan struct{}
+}
+
+// NewPipeline returns a Pipeline with defaults set.
+func NewPipeline(l Ledger, q Queue) *Pipeline {
+	return &Pipeline{
+		Ledger:         l,
+		Queue:          q,
+		Limits:         DefaultLimits(),
+		Logger:         slog.Default(),
+		PublishTimeout: 30 * time.Second,
+		Now:            time.Now,
+		NewID:          NewID,
+		kick:           make(chan struct{}, 1),
+	}
+}
+
+// Publish validates e, stores it durably and publishes it. On success the
+// returned event is PUBLISHED with its stream sequence: the ack. e's Type,
+// Payload, Headers and IdempotencyKey are used; the rest is set here.
+//
+// Errors: ErrInvalid, ErrConflict, ErrFull (nothing stored); ErrUnavailable
+// or a context error (stored, and published later: retry with the same
+// idempotency key to learn the outcome).
+func (p *Pipeline) Publish(ctx context.Context, e *Event) (*Event, error) {
+	if err := p.Limits.Check(e); err != nil {
+		return nil, err
+	}
+	id, err := p.NewID()
+	if err != nil {
+		return nil, fmt.Errorf("new id: %w", err)
+	}
+	e.ID, e.CreatedAt, e.Status, e.Sequence = id, p.Now(), StatusAccepted, 0
+	stored, created, err := p.Ledger.Append(e, p.Queue.LastSequence())
+	if err != nil {
+		return nil, err
+	}
+	if !created && stored.Status != StatusAccepted {
+		stored.Payload = nil
+		return stored, nil // an idempotent retry of a published event
+	}
+	return p.publish(ctx, stored)
+}
+
+// Event returns the stored event; see Ledger.Get.
+func (p *Pipeline) Event(id ID, withPayload bool) (*Event, error) {
+	return p.Ledger.Get(id, withPayload)
+}
+
+func (p *Pipeline) publish(ctx context.Context, e *Event) (*Event, error) {
+	pub, err := p.Queue.PublishAsync(e)
+	if err != nil {
+		return nil, p.notPublished(e.ID, err)
+	}
+	seq, err := pub.Wait(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			// The client gave up; the event is stored, so finish the publish
+			// for it in the background.
+			go p.finish(e.ID, pub)
+			return nil, ctx.Err()
+		}
+		return nil, p.notPublished(e.ID, err)
+	}
+	p.Ledger.MarkPublished(e.ID, seq, "")
+	e.Status, e.Sequence, e.Payload = StatusPublished, seq, nil
+	return e, nil
+}
+
+func (p *Pipeline) finish(id ID, pub Publication) {
+	ctx, cancel := context.WithTimeout(context.Background(), p.PublishTimeout)
+	defer cancel()
+	seq, err := pub.Wait(ctx)
+	if err != nil {
+		p.Logger.Warn("publish after client left failed; will retry", "correlation_id", id.String(), "err", err)
+		p.requestRepublish()
+		return
+	}
+	p.Ledger.MarkPublished(id, seq, "")
+}
+
+// notPublished reports a stored event whose publish failed and schedules a
+// retry of all unpublished events.
+func (p *Pipeline) notPublished(id ID, cause error) error {
+	p.Logger.Warn("publish failed; event stays ACCEPTED and will be retried", "correlation_id", id.String(), "err", cause)
+	p.requestRepublish()
+	return fmt.Errorf("%w: event %s is stored but JetStream did not acknowledge it (%v); it will be published when JetStream recovers; retry with the same idempotency_key to learn the outcome", ErrUnavailable, id, cause)
+}
+
+func (p *Pipeline) requestRepublish() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// RepublishRequested fires when a publish failed and Republish should run.
+func (p *Pipeline) RepublishRequested() <-chan struct{} { return p.kick }
+
+// Recovery counts what Recover found.
+type Recovery struct {
+	Found       int // ACCEPTED events already in the stream, now marked
+	Republished int // ACCEPTED events published again
+	LostTail    int // PUBLISHED events the stream had lost, published again
+}
+
+// Recover repairs what a crash or power loss left behind, before the API
+// serves: events marked published at sequences the stream no longer has are
+// published again, and every event still ACCEPTED is either found in the
+// stream (and marked) or published again.
+func (p *Pipeline) Recover(ctx context.Context) (Recovery, error) {
+	var r Recovery
+	last := p.Queue.LastSequence()
+	lost, err := p.Ledger.PublishedAfter(last)
+	if err != nil {
+		return r, fmt.Errorf("find events beyond the stream's end: %w", err)
+	}
+	if len(lost) > 0 {
+		p.Logger.Warn("stream lost its tail; publishing those events again", "events", len(lost), "stream_last_seq", last)
+		reason := fmt.Sprintf("republished: stream ended at sequence %d after restart", last)
+		if err := p.publishAll(ctx, lost, reason); err != nil {
+			return r, err
+		}
+		r.LostTail = len(lost)
+	}
+	r.Found, r.Republished, err = p.Republish(ctx, time.Time{})
+	return r, err
+}
+
+// Republish publishes the events still ACCEPTED that were created before the
+// cutoff (all of them for a zero cutoff). Events the stream already holds are
+// only marked. It returns how many were found and how many published.
+func (p *Pipeline) Republish(ctx context.Context, cutoff time.Time) (found, published int, err error) {
+	pending, err := p.Ledger.Unpublished()
+	if err != nil {
+		return 0, 0, fmt.Errorf("list unpublished events: %w", err)
+	}
+	if !cutoff.IsZero() {
+		pending = slices.DeleteFunc(pending, func(pd Pending) bool { return !pd.ID.Time().Before(cutoff) })
+	}
+	if len(pending) == 0 {
+		return 0, 0, nil
+	}
+	floor := pending[0].Floor
+	for _, pd := range pending {
+		floor = min(floor, pd.Floor)
+	}
+	inStream, err := p.Queue.Sequences(ctx, floor)
+	if err != nil {
+		return 0, 0, fmt.Errorf("scan stream from sequence %d: %w", floor+1, err)
+	}
+	var missing []Pending
+	for _, pd := range pending {
+		if seq, ok := inStream[pd.ID]; ok {
+			p.Ledger.MarkPublished(pd.ID, seq, "recovered: found in stream")
+			found++
+			continue
+		}
+		missing = append(missing, pd)
+	}
+	if err := p.publishAll(ctx, missing, "republished"); err != nil {
+		return found, 0, err
+	}
+	return found, len(missing), nil
+}
+
+// publishAll publishes the events with many acknowledgements in flight and
+// marks each one as its acknowledgement arrives.
+func (p *Pipeline) publishAll(ctx context.Context, pending []Pending, reason string) error {
+	const window = 1024
+	type inflight struct {
+		id  ID
+		pub Publication
+	}
+	var errs []error
+	wait := func(batch []inflight) {
+		for _, f := range batch {
+			seq, err := f.pub.Wait(ctx)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("event %s: %w", f.id, err))
+				continue
+			}
+			p.Ledger.MarkPublished(f.id, seq, reason)
+		}
+	}
+	batch := make([]inflight, 0, window)
+	for _, pd := range pending {
+		e, err := p.Ledger.Get(pd.ID, true)
+		if err != nil {
+			return fmt.Errorf("read event %s: %w", pd.ID, err)
+		}
+		pub, err := p.Queue.PublishAsync(e)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("event %s: %w", pd.ID, err))
+			continue
+		}
+		if batch = append(batch, inflight{pd.ID, pub}); len(batch) == window {
+			wait(batch)
+			batch = batch[:0]
+		}
+	}
+	wait(batch)
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %d of %d events not published: %w", ErrUnavailable, len(errs), len(pending), errors.Join(errs[:min(len(errs), 3)]...))
+	}
+	return nil
+}

@@ -1,0 +1,105 @@
+package rpc
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/jsctl/jsctl/event"
+	pb "github.com/jsctl/jsctl/proto/controller/v1"
+)
+
+// Server serves the Controller API, health and reflection over gRPC.
+type Server struct {
+	pb.UnimplementedControllerServer
+
+	events *event.Pipeline
+	log    *slog.Logger
+	grpc   *grpc.Server
+	health *health.Server
+}
+
+// Options configure a Server.
+type Options struct {
+	// MaxRecvBytes is the largest request accepted; larger ones get
+	// ResourceExhausted. Set it to the payload limit plus room for headers.
+	MaxRecvBytes int
+	Logger       *slog.Logger
+}
+
+// NewServer returns a Server for the pipeline. Health reports NOT_SERVING
+// until SetServing(true).
+func NewServer(p *event.Pipeline, o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	s := &Server{events: p, log: o.Logger, health: health.NewServer()}
+	s.grpc = grpc.NewServer(
+		grpc.ForceServerCodecV2(newUTF8Codec()),
+		grpc.MaxRecvMsgSize(o.MaxRecvBytes),
+		grpc.ChainUnaryInterceptor(invalidUTF8Interceptor),
+	)
+	pb.RegisterControllerServer(s.grpc, s)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	s.SetServing(false)
+	return s
+}
+
+// SetServing sets the health of the whole server and of the Controller service.
+func (s *Server) SetServing(ok bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ok {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	s.health.SetServingStatus("", st)
+	s.health.SetServingStatus(pb.Controller_ServiceDesc.ServiceName, st)
+}
+
+// Serve accepts connections on lis until Stop.
+func (s *Server) Serve(lis net.Listener) error { return s.grpc.Serve(lis) }
+
+// Stop reports NOT_SERVING, lets in-flight calls finish for up to timeout,
+// then closes every connection.
+func (s *Server) Stop(timeout time.Duration) {
+	s.SetServing(false)
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		s.grpc.Stop()
+		<-done
+	}
+}
+
+// NewEvent implements pb.ControllerServer.
+func (s *Server) NewEvent(ctx context.Context, req *pb.NewEventRequest) (*pb.NewEventResponse, error) {
+	e, err := s.events.Publish(ctx, eventFromRequest(req))
+	if err != nil {
+		return nil, toStatus(s.log, "NewEvent", err)
+	}
+	return &pb.NewEventResponse{Ack: true, Event: eventToProto(e, false)}, nil
+}
+
+// EventStatus implements pb.ControllerServer.
+func (s *Server) EventStatus(ctx context.Context, req *pb.EventStatusRequest) (*pb.EventStatusResponse, error) {
+	id, err := event.ParseID(req.GetCorrelationId())
+	if err != nil {
+		return nil, toStatus(s.log, "EventStatus", err)
+	}
+	e, err := s.events.Event(id, req.GetIncludePayload())
+	if err != nil {
+		return nil, toStatus(s.log, "EventStatus", err)
+	}
+	return statusResponse(e, req.GetIncludePayload()), nil
+}
