@@ -73,8 +73,8 @@ type Store struct {
 	closed  bool
 
 	markMu sync.Mutex
-	marks  []mark        // made, not yet taken by the committer
-	marked map[ID]mark   // made, not yet committed: Get applies these
+	marks  []mark      // made, not yet taken by the committer
+	marked map[ID]mark // made, not yet committed: Get applies these
 }
 
 // ID is the ledger's key for an event.

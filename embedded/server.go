@@ -140,9 +140,21 @@ func splitHostPort(hp string) (string, int, error) {
 // logger routes nats-server logs to slog.
 type logger struct{ l *slog.Logger }
 
-func (l *logger) Noticef(format string, v ...any) { l.l.Debug(fmt.Sprintf(format, v...), "component", "nats") }
-func (l *logger) Warnf(format string, v ...any)   { l.l.Warn(fmt.Sprintf(format, v...), "component", "nats") }
-func (l *logger) Fatalf(format string, v ...any)  { l.l.Error(fmt.Sprintf(format, v...), "component", "nats") }
-func (l *logger) Errorf(format string, v ...any)  { l.l.Error(fmt.Sprintf(format, v...), "component", "nats") }
-func (l *logger) Debugf(format string, v ...any)  { l.l.Debug(fmt.Sprintf(format, v...), "component", "nats") }
-func (l *logger) Tracef(format string, v ...any)  { l.l.Debug(fmt.Sprintf(format, v...), "component", "nats") }
+func (l *logger) Noticef(format string, v ...any) {
+	l.l.Debug(fmt.Sprintf(format, v...), "component", "nats")
+}
+func (l *logger) Warnf(format string, v ...any) {
+	l.l.Warn(fmt.Sprintf(format, v...), "component", "nats")
+}
+func (l *logger) Fatalf(format string, v ...any) {
+	l.l.Error(fmt.Sprintf(format, v...), "component", "nats")
+}
+func (l *logger) Errorf(format string, v ...any) {
+	l.l.Error(fmt.Sprintf(format, v...), "component", "nats")
+}
+func (l *logger) Debugf(format string, v ...any) {
+	l.l.Debug(fmt.Sprintf(format, v...), "component", "nats")
+}
+func (l *logger) Tracef(format string, v ...any) {
+	l.l.Debug(fmt.Sprintf(format, v...), "component", "nats")
+}
