@@ -51,6 +51,13 @@ func (s *Store) MarkPublished(id ID, seq uint64, reason string) {
 	s.poke()
 }
 
+// PendingMarks returns how many marks are made but not yet committed.
+func (s *Store) PendingMarks() int {
+	s.markMu.Lock()
+	defer s.markMu.Unlock()
+	return len(s.marked)
+}
+
 func (s *Store) pendingMark(id ID) (mark, bool) {
 	s.markMu.Lock()
 	m, ok := s.marked[id]

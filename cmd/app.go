@@ -69,8 +69,10 @@ func (a *App) Open(ctx context.Context) (err error) {
 		}
 	}()
 	cfg := &a.Config
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
+	for _, dir := range []string{cfg.DataDir, cfg.JetStreamDir()} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("create data dir: %w", err)
+		}
 	}
 
 	a.ledger = boltstore.New(cfg.LedgerPath())
