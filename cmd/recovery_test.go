@@ -3,8 +3,8 @@ package cmd
 import (
 	"context"
 	"strings"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/jsctl/jsctl/boltstore"
 	"github.com/jsctl/jsctl/embedded"
