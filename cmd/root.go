@@ -48,7 +48,10 @@ func (e *ExitError) Unwrap() error { return e.Err }
 
 // Main runs jsctl with args and returns the process exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := NewRootCommand()
+	return mainWith(ctx, NewRootCommand(), args, stdout, stderr)
+}
+
+func mainWith(ctx context.Context, root *cobra.Command, args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
