@@ -112,7 +112,11 @@ func printStatus(out io.Writer, r *pb.EventStatusResponse, withPayload bool) err
 		if t.GetReason() != "" {
 			detail = append(detail, "reason="+t.GetReason())
 		}
-		fmt.Fprintf(w, "  %s\t%s\t%s\n", t.GetTime().AsTime().Format(time.RFC3339Nano), change, strings.Join(detail, " "))
+		line := "  " + t.GetTime().AsTime().Format(time.RFC3339Nano) + "\t" + change
+		if len(detail) > 0 {
+			line += "\t" + strings.Join(detail, " ")
+		}
+		fmt.Fprintln(w, line)
 	}
 	return w.Flush()
 }
