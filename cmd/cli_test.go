@@ -119,6 +119,19 @@ func assertPayload(t *testing.T, a *App, id, want string) {
 	}
 }
 
+func TestCLIHealth(t *testing.T) {
+	a := startApp(t, testConfig(t, t.TempDir()))
+	code, out, errOut := runCLI(t, "", "health", "--addr", a.GRPCAddr())
+	if code != 0 || strings.TrimSpace(out) != "SERVING" {
+		t.Fatalf("health: exit %d, %q %q", code, out, errOut)
+	}
+	a.Close()
+	code, _, _ = runCLI(t, "", "health", "--addr", a.GRPCAddr(), "--timeout", "500ms")
+	if code == 0 {
+		t.Fatal("health of a stopped server exited 0")
+	}
+}
+
 func TestCLIVersion(t *testing.T) {
 	code, out, _ := runCLI(t, "", "version")
 	if code != 0 || !strings.HasPrefix(out, "jsctl ") || !strings.Contains(out, "commit ") {

@@ -31,7 +31,10 @@ func (o *clientOptions) AddFlags(fs *pflag.FlagSet) {
 		addr = DefaultConfig().GRPC.Listen
 	}
 	fs.StringVar(&o.addr, "addr", addr, "jsctl gRPC address (env JSCTL_ADDR)")
-	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "deadline for the call")
+	if o.timeout == 0 {
+		o.timeout = 10 * time.Second
+	}
+	fs.DurationVar(&o.timeout, "timeout", o.timeout, "deadline for the call")
 	fs.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 }
 

@@ -32,6 +32,7 @@ records every event and its status in a local bbolt ledger.
 		newServeCommand(),
 		newPublishCommand(),
 		newStatusCommand(),
+		newHealthCommand(),
 		newVersionCommand(),
 	)
 	return root
