@@ -1,0 +1,20 @@
+# jsctl container image: a static binary on a distroless base, running as a
+# non-root user, with the data dir on a volume.
+FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/jsctl . \
+ && mkdir -p /out/data
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/jsctl /usr/local/bin/jsctl
+COPY --from=build --chown=65532:65532 /out/data /data
+USER 65532:65532
+VOLUME /data
+EXPOSE 50051 8080
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["/usr/local/bin/jsctl", "health", "--addr", "127.0.0.1:50051"]
+ENTRYPOINT ["/usr/local/bin/jsctl"]
+CMD ["serve", "--data-dir", "/data", "--grpc-listen", "0.0.0.0:50051", "--http-listen", "0.0.0.0:8080"]
