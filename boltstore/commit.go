@@ -20,7 +20,7 @@ type appendReq struct {
 	body  []byte
 
 	// set by the committer before done is signalled
-	existing *event.Event
+	existing *ID // the event the idempotency key already names
 	err      error
 	done     chan struct{}
 }
@@ -82,6 +82,8 @@ func (s *Store) fill(batch []*appendReq) []*appendReq {
 }
 
 // drain commits everything queued at Close. No Append can enqueue any more.
+// Marks that cannot be written are given up: the events stay ACCEPTED in the
+// file and start-up recovery finds them in the stream.
 func (s *Store) drain(batch []*appendReq) {
 	for {
 		batch = s.fill(batch)
@@ -89,7 +91,11 @@ func (s *Store) drain(batch []*appendReq) {
 		if len(batch) == 0 && len(marks) == 0 {
 			return
 		}
-		s.commit(batch, marks)
+		if err := s.commit(batch, marks); err != nil && len(batch) == 0 {
+			s.Logger.Warn("marks not written at close; recovery will redo them", "marks", len(marks), "err", err)
+			s.takeMarks()
+			return
+		}
 		clear(batch)
 		batch = batch[:0]
 	}
@@ -114,27 +120,20 @@ func (s *Store) takeMarks() []mark {
 // commit writes one batch, replies to its appends and retires its marks. If
 // the transaction fails, every append in it gets the error and the marks are
 // queued again.
-func (s *Store) commit(batch []*appendReq, marks []mark) {
+func (s *Store) commit(batch []*appendReq, marks []mark) error {
 	if len(batch) == 0 && len(marks) == 0 {
-		return
-	}
-	now := s.Now()
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		w := newWriter(tx)
-		for _, r := range batch {
-			if err := w.append(r, now, s.IdempotencyTTL); err != nil {
-				return err
-			}
-		}
-		for _, m := range marks {
-			if err := w.mark(m); err != nil {
-				return err
-			}
-		}
 		return nil
-	})
+	}
+	err := s.write(batch, marks)
+	if err != nil && len(batch) > 0 && len(marks) > 0 {
+		// Do not let marks that cannot be written (a full disk, say) fail the
+		// appends with them: try the appends alone.
+		s.Logger.Error("ledger commit failed; retrying the appends without marks", "appends", len(batch), "marks", len(marks), "err", err)
+		s.requeue(marks)
+		marks = nil
+		err = s.write(batch, nil)
+	}
 	if err != nil {
-		err = storageError(err)
 		s.Logger.Error("ledger commit failed", "appends", len(batch), "marks", len(marks), "err", err)
 	}
 	for _, r := range batch {
@@ -143,16 +142,52 @@ func (s *Store) commit(batch []*appendReq, marks []mark) {
 		}
 		r.done <- struct{}{}
 	}
-	s.markMu.Lock()
 	if err != nil {
-		s.marks = append(marks, s.marks...)
-	} else {
-		for _, m := range marks {
-			if cur, ok := s.marked[m.id]; ok && cur.seq == m.seq {
-				delete(s.marked, m.id)
-			}
+		s.requeue(marks)
+		return err
+	}
+	s.markMu.Lock()
+	for _, m := range marks {
+		if cur, ok := s.marked[m.id]; ok && cur.seq == m.seq {
+			delete(s.marked, m.id)
 		}
 	}
+	s.markMu.Unlock()
+	return nil
+}
+
+// write runs one transaction: marks first, so that an append resolved to an
+// existing event by its idempotency key reads that event's latest status.
+func (s *Store) write(batch []*appendReq, marks []mark) error {
+	now := s.Now()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		w := newWriter(tx)
+		for _, m := range marks {
+			if err := w.mark(m); err != nil {
+				return err
+			}
+		}
+		for _, r := range batch {
+			r.existing, r.err = nil, nil
+			if err := w.append(r, now, s.IdempotencyTTL); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return storageError(err)
+	}
+	return nil
+}
+
+// requeue puts marks that could not be written back at the head of the queue.
+func (s *Store) requeue(marks []mark) {
+	if len(marks) == 0 {
+		return
+	}
+	s.markMu.Lock()
+	s.marks = append(marks, s.marks...)
 	s.markMu.Unlock()
 }
 
@@ -190,11 +225,7 @@ func (w *writer) append(r *appendReq, now time.Time, ttl time.Duration) error {
 					r.err = fmt.Errorf("%w: idempotency_key %q was used for event %s with a different body", event.ErrConflict, e.IdempotencyKey, id)
 					return nil
 				}
-				existing, err := w.read(id)
-				if err != nil {
-					return err
-				}
-				r.existing = existing
+				r.existing = &id
 				return nil
 			}
 		}
@@ -214,20 +245,6 @@ func (w *writer) append(r *appendReq, now time.Time, ttl time.Duration) error {
 		return fmt.Errorf("put unpublished: %w", err)
 	}
 	return nil
-}
-
-// read returns the event the idempotency key names, with its payload.
-func (w *writer) read(id ID) (*event.Event, error) {
-	e := &event.Event{ID: id}
-	if err := decodeBody(w.events.Get(id[:]), e, true); err != nil {
-		return nil, fmt.Errorf("%w: event %s: %w", event.ErrCorrupt, id, err)
-	}
-	st, err := readState(w.state, id)
-	if err != nil {
-		return nil, err
-	}
-	st.apply(e)
-	return e, nil
 }
 
 // mark records m. A mark for an event already at m.seq does nothing.

@@ -30,9 +30,10 @@ func (s *Store) Append(e *event.Event, floor uint64) (*event.Event, bool, error)
 	case r.err != nil:
 		return nil, false, r.err
 	case r.existing != nil:
-		m, ok := s.pendingMark(r.existing.ID)
-		s.overlay(r.existing, m, ok)
-		return r.existing, false, nil
+		// Read it again: a mark may have been committed or made since the
+		// committer read it.
+		existing, err := s.Get(*r.existing, true)
+		return existing, false, err
 	}
 	return e, true, nil
 }
@@ -106,6 +107,14 @@ func (s *Store) Get(id ID, withPayload bool) (*event.Event, error) {
 
 // Unpublished implements event.Ledger.
 func (s *Store) Unpublished() ([]event.Pending, error) {
+	// Snapshot the pending marks first, as Get does: a mark committed after
+	// the snapshot is seen by the read.
+	s.markMu.Lock()
+	pending := make(map[ID]struct{}, len(s.marked))
+	for id := range s.marked {
+		pending[id] = struct{}{}
+	}
+	s.markMu.Unlock()
 	var out []event.Pending
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketUnpublished).ForEach(func(k, v []byte) error {
@@ -117,11 +126,9 @@ func (s *Store) Unpublished() ([]event.Pending, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.markMu.Lock()
-	defer s.markMu.Unlock()
 	kept := out[:0]
 	for _, p := range out {
-		if _, ok := s.marked[p.ID]; !ok {
+		if _, ok := pending[p.ID]; !ok {
 			kept = append(kept, p)
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -49,8 +51,10 @@ type Store struct {
 	// MaxBatch caps how many appends share one transaction. Default 4096.
 	MaxBatch int
 
-	// MaxSize caps the file size in bytes; 0 means no limit. Writes beyond it
-	// fail with event.ErrFull.
+	// MaxSize caps the space the ledger may use in its file, in bytes; 0 means
+	// no limit. Writes beyond it fail with event.ErrFull. (bbolt grows the
+	// file in steps of up to 16 MiB, so the file can look larger than what
+	// is used; the unused part is sparse.)
 	MaxSize int
 
 	// CleanupInterval is how often expired idempotency keys are removed.
@@ -114,8 +118,10 @@ func (s *Store) Open() (err error) {
 	}
 	if err := s.db.Update(s.initBuckets); err != nil {
 		s.db.Close()
+		s.db = nil
 		return fmt.Errorf("ledger %s: %w", s.Path, err)
 	}
+	s.closed = false
 	s.appends = make(chan *appendReq, s.MaxBatch)
 	s.wake = make(chan struct{}, 1)
 	s.closing = make(chan struct{})
@@ -125,24 +131,52 @@ func (s *Store) Open() (err error) {
 	return nil
 }
 
-// openBolt opens the file, turning bbolt's lock timeout and the panics it can
-// raise on a damaged file into errors.
+// openBolt opens the file, turning bbolt's lock timeout, its errors for a
+// damaged file and the faults a truncated file raises into errors.
 func openBolt(path string, opts *bolt.Options) (db *bolt.DB, err error) {
+	// bbolt reads the file through a memory map; a file cut short faults
+	// (SIGBUS) instead of returning an error. Make such faults recoverable.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			db, err = nil, fmt.Errorf("%w: %s: %v", event.ErrCorrupt, path, r)
+			if db != nil {
+				db.Close()
+			}
+			db, err = nil, fmt.Errorf("%w: %s cannot be read (%v); restore it from a backup or move it away", event.ErrCorrupt, path, r)
 		}
 	}()
 	db, err = bolt.Open(path, 0o600, opts)
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("%w: %s is held by another process: another jsctl is serving data dir %s (stop it, or use another --data-dir)", event.ErrLocked, path, filepath.Dir(path))
-	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch),
+		err != nil && strings.Contains(err.Error(), "file size too small"):
 		return nil, fmt.Errorf("%w: %s: %w", event.ErrCorrupt, path, err)
 	case err != nil:
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)
 	}
+	if err := checkSize(db, path); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return db, nil
+}
+
+// checkSize rejects a file shorter than the pages its meta page claims: a
+// truncated copy would fault on first access to the missing pages.
+func checkSize(db *bolt.DB, path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("stat ledger: %w", err)
+	}
+	var want int64
+	if err := db.View(func(tx *bolt.Tx) error { want = tx.Size(); return nil }); err != nil {
+		return fmt.Errorf("%w: %s: %w", event.ErrCorrupt, path, err)
+	}
+	if fi.Size() < want {
+		return fmt.Errorf("%w: %s is truncated: %d bytes, its pages need %d; restore it from a backup or move it away", event.ErrCorrupt, path, fi.Size(), want)
+	}
+	return nil
 }
 
 func (s *Store) initBuckets(tx *bolt.Tx) error {
