@@ -275,6 +275,9 @@ func (c *Config) Validate() error {
 	if c.NATS.Listen != "" && (c.NATS.User == "" || c.NATS.Password == "") && c.NATS.Token == "" {
 		bad("nats.listen", "a NATS port for native clients needs credentials: set nats.user and nats.password, or nats.token")
 	}
+	if c.NATS.Token != "" && (c.NATS.User != "" || c.NATS.Password != "") {
+		bad("nats.token", "set either nats.token or nats.user and nats.password, not both (NATS would accept only the token)")
+	}
 	if err := event.DefaultLimits().CheckType(c.NATS.SubjectPrefix); err != nil {
 		bad("nats.subject_prefix", "%q is not a subject: %v", c.NATS.SubjectPrefix, err)
 	}

@@ -91,6 +91,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"NATSListenWithoutCredentials", "nats:\n  listen: 127.0.0.1:4222\n", nil, "nats.listen"},
 		{"BadEnvInt", "", []string{"JSCTL_LEDGER_MAX_BATCH=many"}, "max_batch"},
 		{"EmptyDataDir", "data_dir: ''\n", nil, "data_dir"},
+		{"TokenAndUser", "nats:\n  listen: 127.0.0.1:4222\n  token: t\n  user: u\n  password: p\n", nil, "nats.token"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

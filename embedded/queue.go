@@ -148,6 +148,15 @@ func (q *Queue) Sequences(ctx context.Context, after uint64) (map[event.ID]uint6
 	if err != nil {
 		return nil, fmt.Errorf("scan stream %s: %w", q.Stream, err)
 	}
+	// The stream's last sequence may belong to a deleted message; ask the
+	// consumer how many messages it will actually deliver.
+	info, err := c.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("scan stream %s: %w", q.Stream, err)
+	}
+	if info.NumPending == 0 {
+		return out, nil
+	}
 	it, err := c.Messages()
 	if err != nil {
 		return nil, fmt.Errorf("scan stream %s: %w", q.Stream, err)

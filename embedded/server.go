@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,11 +47,15 @@ func New(storeDir string) *Server {
 	}
 }
 
-// ErrNoCredentials is returned by Open when Listen is set without credentials.
-var ErrNoCredentials = errors.New("nats listener needs credentials (user and password, or token)")
+// ErrNoCredentials is returned by Open when Listen is set without credentials,
+// or with both a user and a token (NATS would use the token only).
+var ErrNoCredentials = errors.New("nats listener needs credentials: user and password, or token (not both)")
 
 // Open starts the server and waits until it accepts connections.
 func (s *Server) Open() error {
+	if s.ns != nil {
+		return errors.New("nats server already open")
+	}
 	opts := &server.Options{
 		ServerName: "jsctl",
 		JetStream:  true,
@@ -64,7 +69,8 @@ func (s *Server) Open() error {
 		if err != nil {
 			return fmt.Errorf("nats listen %q: %w", s.Listen, err)
 		}
-		if (s.User == "" || s.Password == "") && s.Token == "" {
+		userPass := s.User != "" && s.Password != ""
+		if userPass == (s.Token != "") || (s.Token != "" && s.User+s.Password != "") {
 			return ErrNoCredentials
 		}
 		opts.Host, opts.Port = host, port
@@ -74,7 +80,7 @@ func (s *Server) Open() error {
 	if err != nil {
 		return fmt.Errorf("configure nats server: %w", err)
 	}
-	ns.SetLoggerV2(&logger{s.Logger}, s.Logger.Enabled(nil, slog.LevelDebug), false, false)
+	ns.SetLoggerV2(&logger{s.Logger}, s.Logger.Enabled(context.Background(), slog.LevelDebug), false, false)
 	ns.Start()
 	if !ns.ReadyForConnections(s.ReadyTimeout) {
 		ns.Shutdown()
@@ -90,6 +96,9 @@ func (s *Server) Open() error {
 
 // Connect returns an in-process client connection.
 func (s *Server) Connect(name string) (*nats.Conn, error) {
+	if s.ns == nil {
+		return nil, errors.New("connect to embedded nats: server is not running")
+	}
 	opts := []nats.Option{nats.InProcessServer(s.ns), nats.Name(name), nats.MaxReconnects(-1)}
 	if s.Token != "" {
 		opts = append(opts, nats.Token(s.Token))

@@ -142,7 +142,7 @@ func (p *Pipeline) publish(ctx context.Context, e *Event) (*Event, error) {
 	}
 	seq, err := pub.Wait(ctx)
 	if err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			// The client gave up; the event is stored, so finish the publish
 			// for it in the background.
 			go p.finish(e.ID, pub)
