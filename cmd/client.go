@@ -9,13 +9,12 @@ import (
 	"os"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-
-	pb "github.com/jsctl/jsctl/proto/controller/v1"
 )
 
 // clientOptions are the flags every command that talks to a server shares.
@@ -45,17 +44,19 @@ func (o *clientOptions) validate() error {
 	return nil
 }
 
-// dial connects to the server; the caller closes the connection.
-func (o *clientOptions) dial() (pb.ControllerClient, *grpc.ClientConn, error) {
+// call connects to the server and runs fn with a deadline of --timeout.
+func (o *clientOptions) call(c *cobra.Command, fn func(ctx context.Context, cc *grpc.ClientConn) error) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
 	cc, err := grpc.NewClient(o.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to %s: %w", o.addr, err)
+		return fmt.Errorf("connect to %s: %w", o.addr, err)
 	}
-	return pb.NewControllerClient(cc), cc, nil
-}
-
-func (o *clientOptions) callContext(parent context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(parent, o.timeout)
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(runContext(c), o.timeout)
+	defer cancel()
+	return fn(ctx, cc)
 }
 
 // printJSON writes m as indented protojson, the same JSON grpcurl prints.

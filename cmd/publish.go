@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"google.golang.org/grpc"
 
 	pb "github.com/jsctl/jsctl/proto/controller/v1"
 )
@@ -38,9 +40,6 @@ The payload is the argument itself, @path to read a file, or - to read stdin.`,
   echo '{"id":42}' | jsctl publish order.created - -o json`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
-			if err := o.validate(); err != nil {
-				return err
-			}
 			payload, err := readPayload(args[1], c.InOrStdin())
 			if err != nil {
 				return err
@@ -56,24 +55,19 @@ The payload is the argument itself, @path to read a file, or - to read stdin.`,
 					req.Headers[k] = v
 				}
 			}
-			client, cc, err := o.dial()
-			if err != nil {
+			return o.call(c, func(ctx context.Context, cc *grpc.ClientConn) error {
+				resp, err := pb.NewControllerClient(cc).NewEvent(ctx, req)
+				if err != nil {
+					return err
+				}
+				if o.output == "json" {
+					return printJSON(c.OutOrStdout(), resp)
+				}
+				e := resp.GetEvent()
+				_, err = fmt.Fprintf(c.OutOrStdout(), "%s\tack=%t status=%s seq=%d type=%s\n",
+					e.GetCorrelationId(), resp.GetAck(), statusName(e.GetStatus()), e.GetStreamSequence(), e.GetEventType())
 				return err
-			}
-			defer cc.Close()
-			ctx, cancel := o.callContext(runContext(c))
-			defer cancel()
-			resp, err := client.NewEvent(ctx, req)
-			if err != nil {
-				return err
-			}
-			if o.output == "json" {
-				return printJSON(c.OutOrStdout(), resp)
-			}
-			e := resp.GetEvent()
-			_, err = fmt.Fprintf(c.OutOrStdout(), "%s\tack=%t status=%s seq=%d type=%s\n",
-				e.GetCorrelationId(), resp.GetAck(), statusName(e.GetStatus()), e.GetStreamSequence(), e.GetEventType())
-			return err
+			})
 		},
 	}
 	o.AddFlags(c.Flags())

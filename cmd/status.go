@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"google.golang.org/grpc"
 
 	pb "github.com/jsctl/jsctl/proto/controller/v1"
 )
@@ -35,24 +37,16 @@ ledger file, so it works while the server runs.`,
   jsctl status 0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b -o json | jq -r .status`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if err := o.validate(); err != nil {
-				return err
-			}
-			client, cc, err := o.dial()
-			if err != nil {
-				return err
-			}
-			defer cc.Close()
-			ctx, cancel := o.callContext(runContext(c))
-			defer cancel()
-			resp, err := client.EventStatus(ctx, &pb.EventStatusRequest{CorrelationId: args[0], IncludePayload: o.payload})
-			if err != nil {
-				return err
-			}
-			if o.output == "json" {
-				return printJSON(c.OutOrStdout(), resp)
-			}
-			return printStatus(c.OutOrStdout(), resp, o.payload)
+			return o.call(c, func(ctx context.Context, cc *grpc.ClientConn) error {
+				resp, err := pb.NewControllerClient(cc).EventStatus(ctx, &pb.EventStatusRequest{CorrelationId: args[0], IncludePayload: o.payload})
+				if err != nil {
+					return err
+				}
+				if o.output == "json" {
+					return printJSON(c.OutOrStdout(), resp)
+				}
+				return printStatus(c.OutOrStdout(), resp, o.payload)
+			})
 		},
 	}
 	o.AddFlags(c.Flags())
