@@ -33,7 +33,23 @@ type mark struct {
 	reason string
 }
 
-// commitLoop is the single writer. Each round takes every append and mark
+// update is a status change waiting to be committed: a PUBLISHED mark or an
+// outcome in a consumer group. Updates are applied in the order they were
+// made.
+type update struct {
+	mark  *mark
+	group *event.GroupUpdate
+	done  chan error // if set, told once the update is durable or failed
+}
+
+func (u update) id() ID {
+	if u.mark != nil {
+		return u.mark.id
+	}
+	return u.group.ID
+}
+
+// commitLoop is the single writer. Each round takes every append and update
 // waiting at that moment and commits them in one transaction with one fsync.
 // While it commits, new requests queue up for the next round: the batch grows
 // with the load, and no request waits for a timer.
@@ -62,7 +78,7 @@ func (s *Store) commitLoop() {
 			return
 		}
 		batch = s.fill(batch)
-		s.commit(batch, s.takeMarks())
+		s.commit(batch, s.takeUpdates())
 		clear(batch)
 		batch = batch[:0]
 	}
@@ -82,18 +98,18 @@ func (s *Store) fill(batch []*appendReq) []*appendReq {
 }
 
 // drain commits everything queued at Close. No Append can enqueue any more.
-// Marks that cannot be written are given up: the events stay ACCEPTED in the
-// file and start-up recovery finds them in the stream.
+// Updates that cannot be written are given up: marks are redone by start-up
+// recovery, and unacknowledged deliveries are delivered again.
 func (s *Store) drain(batch []*appendReq) {
 	for {
 		batch = s.fill(batch)
-		marks := s.takeMarks()
-		if len(batch) == 0 && len(marks) == 0 {
+		updates := s.takeUpdates()
+		if len(batch) == 0 && len(updates) == 0 {
 			return
 		}
-		if err := s.commit(batch, marks); err != nil && len(batch) == 0 {
-			s.Logger.Warn("marks not written at close; recovery will redo them", "marks", len(marks), "err", err)
-			s.takeMarks()
+		if err := s.commit(batch, updates); err != nil && len(batch) == 0 {
+			s.Logger.Warn("status updates not written at close", "updates", len(updates), "err", err)
+			s.failUpdates(s.takeUpdates(), err)
 			return
 		}
 		clear(batch)
@@ -109,32 +125,43 @@ func (s *Store) poke() {
 	}
 }
 
-func (s *Store) takeMarks() []mark {
+func (s *Store) takeUpdates() []update {
 	s.markMu.Lock()
 	defer s.markMu.Unlock()
-	m := s.marks
-	s.marks = nil
-	return m
+	u := s.updates
+	s.updates = nil
+	return u
 }
 
-// commit writes one batch, replies to its appends and retires its marks. If
-// the transaction fails, every append in it gets the error and the marks are
-// queued again.
-func (s *Store) commit(batch []*appendReq, marks []mark) error {
-	if len(batch) == 0 && len(marks) == 0 {
+// enqueue adds an update and wakes the committer.
+func (s *Store) enqueue(u update) {
+	s.markMu.Lock()
+	if u.mark != nil {
+		s.marked[u.mark.id] = *u.mark
+	}
+	s.updates = append(s.updates, u)
+	s.markMu.Unlock()
+	s.poke()
+}
+
+// commit writes one batch, replies to its appends and retires its updates.
+// If the transaction fails, every append in it gets the error, waiting
+// updates get it too, and the other updates are queued again.
+func (s *Store) commit(batch []*appendReq, updates []update) error {
+	if len(batch) == 0 && len(updates) == 0 {
 		return nil
 	}
-	err := s.write(batch, marks)
-	if err != nil && len(batch) > 0 && len(marks) > 0 {
-		// Do not let marks that cannot be written (a full disk, say) fail the
-		// appends with them: try the appends alone.
-		s.Logger.Error("ledger commit failed; retrying the appends without marks", "appends", len(batch), "marks", len(marks), "err", err)
-		s.requeue(marks)
-		marks = nil
+	err := s.write(batch, updates)
+	if err != nil && len(batch) > 0 && len(updates) > 0 {
+		// Do not let updates that cannot be written (a full disk, say) fail
+		// the appends with them: try the appends alone.
+		s.Logger.Error("ledger commit failed; retrying the appends alone", "appends", len(batch), "updates", len(updates), "err", err)
+		s.requeue(updates, err)
+		updates = nil
 		err = s.write(batch, nil)
 	}
 	if err != nil {
-		s.Logger.Error("ledger commit failed", "appends", len(batch), "marks", len(marks), "err", err)
+		s.Logger.Error("ledger commit failed", "appends", len(batch), "updates", len(updates), "err", err)
 	}
 	for _, r := range batch {
 		if err != nil {
@@ -143,27 +170,41 @@ func (s *Store) commit(batch []*appendReq, marks []mark) error {
 		r.done <- struct{}{}
 	}
 	if err != nil {
-		s.requeue(marks)
+		s.requeue(updates, err)
 		return err
 	}
 	s.markMu.Lock()
-	for _, m := range marks {
-		if cur, ok := s.marked[m.id]; ok && cur.seq == m.seq {
-			delete(s.marked, m.id)
+	for _, u := range updates {
+		if m := u.mark; m != nil {
+			if cur, ok := s.marked[m.id]; ok && cur.seq == m.seq {
+				delete(s.marked, m.id)
+			}
 		}
 	}
 	s.markMu.Unlock()
+	for _, u := range updates {
+		if u.done != nil {
+			u.done <- nil
+		}
+		s.notify(u.id())
+	}
 	return nil
 }
 
-// write runs one transaction: marks first, so that an append resolved to an
+// write runs one transaction: updates first, so that an append resolved to an
 // existing event by its idempotency key reads that event's latest status.
-func (s *Store) write(batch []*appendReq, marks []mark) error {
+func (s *Store) write(batch []*appendReq, updates []update) error {
 	now := s.Now()
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		w := newWriter(tx)
-		for _, m := range marks {
-			if err := w.mark(m); err != nil {
+		w := s.newWriter(tx)
+		for _, u := range updates {
+			var err error
+			if u.mark != nil {
+				err = w.mark(*u.mark)
+			} else {
+				err = w.group(*u.group)
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -181,33 +222,52 @@ func (s *Store) write(batch []*appendReq, marks []mark) error {
 	return nil
 }
 
-// requeue puts marks that could not be written back at the head of the queue.
-func (s *Store) requeue(marks []mark) {
-	if len(marks) == 0 {
+// requeue puts updates that could not be written back at the head of the
+// queue, except those with a waiter, which get the error instead.
+func (s *Store) requeue(updates []update, err error) {
+	var again []update
+	for _, u := range updates {
+		if u.done != nil {
+			u.done <- err
+			continue
+		}
+		again = append(again, u)
+	}
+	if len(again) == 0 {
 		return
 	}
 	s.markMu.Lock()
-	s.marks = append(marks, s.marks...)
+	s.updates = append(again, s.updates...)
 	s.markMu.Unlock()
+}
+
+// failUpdates tells the waiters among updates that they were not written.
+func (s *Store) failUpdates(updates []update, err error) {
+	for _, u := range updates {
+		if u.done != nil {
+			u.done <- err
+		}
+	}
 }
 
 // writer holds the buckets of one write transaction.
 type writer struct {
-	events, state, unpublished, sequences, idem, idemExpiry *bolt.Bucket
+	events, state, byStatus, sequences, idem, idemExpiry *bolt.Bucket
+	groups                                               map[string]event.Group
 }
 
-func newWriter(tx *bolt.Tx) *writer {
+func (s *Store) newWriter(tx *bolt.Tx) *writer {
 	w := &writer{
-		events:      tx.Bucket(bucketEvents),
-		state:       tx.Bucket(bucketState),
-		unpublished: tx.Bucket(bucketUnpublished),
-		sequences:   tx.Bucket(bucketSequences),
-		idem:        tx.Bucket(bucketIdem),
-		idemExpiry:  tx.Bucket(bucketIdemExpiry),
+		events:     tx.Bucket(bucketEvents),
+		state:      tx.Bucket(bucketState),
+		byStatus:   tx.Bucket(bucketByStatus),
+		sequences:  tx.Bucket(bucketSequences),
+		idem:       tx.Bucket(bucketIdem),
+		idemExpiry: tx.Bucket(bucketIdemExpiry),
+		groups:     s.groupSnapshot(),
 	}
 	// Keys arrive in time order, so pages can be packed full.
 	w.events.FillPercent = 0.95
-	w.unpublished.FillPercent = 0.95
 	w.sequences.FillPercent = 0.95
 	w.idemExpiry.FillPercent = 0.95
 	return w
@@ -241,8 +301,8 @@ func (w *writer) append(r *appendReq, now time.Time, ttl time.Duration) error {
 	if err := w.events.Put(e.ID[:], r.body); err != nil {
 		return fmt.Errorf("put event: %w", err)
 	}
-	if err := w.unpublished.Put(e.ID[:], binary.AppendUvarint(nil, r.floor)); err != nil {
-		return fmt.Errorf("put unpublished: %w", err)
+	if err := w.byStatus.Put(statusKey(event.StatusAccepted, e.ID), binary.AppendUvarint(nil, r.floor)); err != nil {
+		return fmt.Errorf("put status index: %w", err)
 	}
 	return nil
 }
@@ -256,23 +316,46 @@ func (w *writer) mark(m mark) error {
 	if err != nil {
 		return err
 	}
-	old := st.Sequence
+	old := *st
 	if !st.markPublished(m) {
 		return nil
 	}
-	if old != 0 {
-		if err := w.sequences.Delete(binary.BigEndian.AppendUint64(nil, old)); err != nil {
+	if old.Sequence != 0 {
+		if err := w.sequences.Delete(seqKey(old.Sequence)); err != nil {
 			return err
 		}
 	}
-	if err := w.state.Put(m.id[:], encodeState(nil, st)); err != nil {
+	if err := w.sequences.Put(seqKey(m.seq), m.id[:]); err != nil {
+		return err
+	}
+	return w.putState(m.id, old.Status, st)
+}
+
+// putState writes st and moves the event in the status index.
+func (w *writer) putState(id ID, old event.Status, st *state) error {
+	if err := w.state.Put(id[:], encodeState(nil, st)); err != nil {
 		return fmt.Errorf("put state: %w", err)
 	}
-	if err := w.unpublished.Delete(m.id[:]); err != nil {
-		return fmt.Errorf("delete unpublished: %w", err)
+	if old == st.Status {
+		return nil
 	}
-	return w.sequences.Put(binary.BigEndian.AppendUint64(nil, m.seq), m.id[:])
+	if err := w.byStatus.Delete(statusKey(old, id)); err != nil {
+		return fmt.Errorf("status index: %w", err)
+	}
+	if err := w.byStatus.Put(statusKey(st.Status, id), nil); err != nil {
+		return fmt.Errorf("status index: %w", err)
+	}
+	return nil
 }
+
+// statusKey is the status index key: the status byte, then the ID.
+func statusKey(s event.Status, id ID) []byte {
+	k := make([]byte, 0, 17)
+	return append(append(k, byte(s)), id[:]...)
+}
+
+// seqKey is the sequences index key.
+func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
 
 // readState decodes an event's state; an event without one is ACCEPTED.
 func readState(b *bolt.Bucket, id ID) (*state, error) {

@@ -9,10 +9,18 @@
 // and its fsync, with no fixed delay. Under load one fsync covers hundreds of
 // events; alone, an event waits for exactly one commit.
 //
-// Marks (ACCEPTED -> PUBLISHED) do not wait for a commit of their own: they
-// ride along with the next commit and Get sees them from the moment they are
-// made. If the process dies before that commit, the event is still ACCEPTED in
-// the file and start-up recovery finds it in the stream or publishes it again.
+// Status updates (the PUBLISHED mark, and what consumer groups did) are
+// queued in order and ride along with the next commit; they never cost a
+// commit of their own under load. Get sees marks from the moment they are
+// made. If the process dies before the commit, the event is still ACCEPTED in
+// the file and start-up recovery finds it in the stream or publishes it
+// again. A caller that must know an update is durable (an ack, before it is
+// passed to JetStream) uses RecordGroupSync, which waits for the commit.
+//
+// Each group's status moves forward only (PUBLISHED -> DELIVERED ->
+// PROCESSED | FAILED), except that a redrive reopens a failed group; the
+// overall status is derived from the groups interested in the event (see
+// event.Summarize). Watch signals every change of an event.
 //
 // # Buckets and keys
 //
@@ -22,15 +30,20 @@
 //	meta         "schema" -> uvarint schema version (1)
 //	events       id -> body: created_at, type, idempotency key, headers, payload
 //	             (written once, never rewritten)
-//	state        id -> status, stream sequence, history, groups (absent while
-//	             the event is ACCEPTED: its status and history are implied)
-//	unpublished  id -> uvarint floor: the events still ACCEPTED, with the stream's
-//	             last sequence before they were appended (recovery scans the
-//	             stream from the lowest floor, never the whole ledger)
-//	sequences    8-byte big-endian stream sequence -> id (finds events the
-//	             stream lost after a power cut, by seeking past its last sequence)
+//	state        id -> overall status, stream sequence, history, per-group
+//	             statuses (absent while the event is ACCEPTED: its status and
+//	             history are implied)
+//	by_status    status byte + id -> for ACCEPTED the uvarint floor: the stream's
+//	             last sequence before the event was appended (recovery scans the
+//	             stream from the lowest floor, never the whole ledger); empty
+//	             for other statuses. Lists events by status without a scan.
+//	sequences    8-byte big-endian stream sequence -> id (the event's own
+//	             message), or id + group name (a redrive message). Maps
+//	             JetStream advisories to events, and finds events the stream
+//	             lost after a power cut by seeking past its last sequence.
 //	idem         idempotency key -> id (16 bytes) + SHA-256 of the body (32 bytes)
 //	idem_expiry  id -> idempotency key, oldest first, for expiry
+//	groups       group name -> consumer group settings and start sequence
 //
 // Values are a compact binary encoding (codec.go) that starts with a version
 // byte; no protobuf or JSON is stored.

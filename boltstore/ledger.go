@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -46,10 +47,9 @@ func (s *Store) MarkPublished(id ID, seq uint64, reason string) {
 		s.markMu.Unlock()
 		return
 	}
-	s.marked[id] = m
-	s.marks = append(s.marks, m)
 	s.markMu.Unlock()
-	s.poke()
+	s.enqueue(update{mark: &m})
+	s.notify(id)
 }
 
 // PendingMarks returns how many marks are made but not yet committed.
@@ -102,7 +102,24 @@ func (s *Store) Get(id ID, withPayload bool) (*event.Event, error) {
 		return nil, err
 	}
 	s.overlay(e, m, marked)
+	s.fillGroups(e)
 	return e, nil
+}
+
+// fillGroups lists every interested group in e.Groups, PUBLISHED for those
+// that have not seen the event yet, in name order.
+func (s *Store) fillGroups(e *event.Event) {
+	if e.Sequence == 0 {
+		return
+	}
+	st := state{Status: e.Status, Groups: e.Groups}
+	e.Groups = st.groupsIn(interested(s.groupSnapshot(), e.Type, e.Sequence))
+	// Groups that are no longer interested (deleted, say) keep their entries.
+	for _, g := range st.Groups {
+		if !slices.ContainsFunc(e.Groups, func(x event.GroupStatus) bool { return x.Group == g.Group }) {
+			e.Groups = append(e.Groups, g)
+		}
+	}
 }
 
 // Unpublished implements event.Ledger.
@@ -117,11 +134,13 @@ func (s *Store) Unpublished() ([]event.Pending, error) {
 	s.markMu.Unlock()
 	var out []event.Pending
 	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketUnpublished).ForEach(func(k, v []byte) error {
+		c := tx.Bucket(bucketByStatus).Cursor()
+		prefix := []byte{byte(event.StatusAccepted)}
+		for k, v := c.Seek(prefix); k != nil && k[0] == prefix[0]; k, v = c.Next() {
 			floor, _ := binary.Uvarint(v)
-			out = append(out, event.Pending{ID: ID(k), Floor: floor})
-			return nil
-		})
+			out = append(out, event.Pending{ID: ID(k[1:]), Floor: floor})
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -140,7 +159,10 @@ func (s *Store) PublishedAfter(seq uint64) ([]event.Pending, error) {
 	var out []event.Pending
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketSequences).Cursor()
-		for k, v := c.Seek(binary.BigEndian.AppendUint64(nil, seq+1)); k != nil; k, v = c.Next() {
+		for k, v := c.Seek(seqKey(seq + 1)); k != nil; k, v = c.Next() {
+			if len(v) != len(ID{}) {
+				continue // a redrive message, not the event's own
+			}
 			out = append(out, event.Pending{ID: ID(v), Sequence: binary.BigEndian.Uint64(k)})
 		}
 		return nil

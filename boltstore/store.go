@@ -24,12 +24,13 @@ var (
 	bucketMeta        = []byte("meta")
 	bucketEvents      = []byte("events")
 	bucketState       = []byte("state")
-	bucketUnpublished = []byte("unpublished")
+	bucketByStatus    = []byte("by_status")
+	bucketGroups      = []byte("groups")
 	bucketSequences   = []byte("sequences")
 	bucketIdem        = []byte("idem")
 	bucketIdemExpiry  = []byte("idem_expiry")
 
-	allBuckets = [][]byte{bucketMeta, bucketEvents, bucketState, bucketUnpublished, bucketSequences, bucketIdem, bucketIdemExpiry}
+	allBuckets = [][]byte{bucketMeta, bucketEvents, bucketState, bucketByStatus, bucketSequences, bucketIdem, bucketIdemExpiry, bucketGroups}
 
 	keySchema = []byte("schema")
 )
@@ -76,9 +77,15 @@ type Store struct {
 	closeMu sync.RWMutex // held for reading while an Append enqueues
 	closed  bool
 
-	markMu sync.Mutex
-	marks  []mark      // made, not yet taken by the committer
-	marked map[ID]mark // made, not yet committed: Get applies these
+	markMu  sync.Mutex
+	updates []update    // made, not yet taken by the committer
+	marked  map[ID]mark // marks made, not yet committed: Get applies these
+
+	groupMu sync.RWMutex
+	groups  map[string]event.Group // every consumer group, by name
+
+	watchMu  sync.Mutex
+	watchers map[ID][]chan struct{}
 }
 
 // ID is the ledger's key for an event.
@@ -127,6 +134,12 @@ func (s *Store) Open() (err error) {
 	s.closing = make(chan struct{})
 	s.done = make(chan struct{})
 	s.marked = make(map[ID]mark)
+	s.watchers = make(map[ID][]chan struct{})
+	if err := s.loadGroups(); err != nil {
+		s.db.Close()
+		s.db = nil
+		return err
+	}
 	go s.commitLoop()
 	return nil
 }
