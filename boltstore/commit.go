@@ -39,14 +39,8 @@ type mark struct {
 type update struct {
 	mark  *mark
 	group *event.GroupUpdate
-	done  chan error // if set, told once the update is durable or failed
-}
-
-func (u update) id() ID {
-	if u.mark != nil {
-		return u.mark.id
-	}
-	return u.group.ID
+	bySeq *event.SeqUpdate // a group outcome known by stream sequence only
+	done  chan error       // if set, told once the update is durable or failed
 }
 
 // commitLoop is the single writer. Each round takes every append and update
@@ -151,14 +145,14 @@ func (s *Store) commit(batch []*appendReq, updates []update) error {
 	if len(batch) == 0 && len(updates) == 0 {
 		return nil
 	}
-	err := s.write(batch, updates)
+	changed, err := s.write(batch, updates)
 	if err != nil && len(batch) > 0 && len(updates) > 0 {
 		// Do not let updates that cannot be written (a full disk, say) fail
 		// the appends with them: try the appends alone.
 		s.Logger.Error("ledger commit failed; retrying the appends alone", "appends", len(batch), "updates", len(updates), "err", err)
 		s.requeue(updates, err)
 		updates = nil
-		err = s.write(batch, nil)
+		changed, err = s.write(batch, nil)
 	}
 	if err != nil {
 		s.Logger.Error("ledger commit failed", "appends", len(batch), "updates", len(updates), "err", err)
@@ -186,26 +180,36 @@ func (s *Store) commit(batch []*appendReq, updates []update) error {
 		if u.done != nil {
 			u.done <- nil
 		}
-		s.notify(u.id())
 	}
+	s.notifyAll(changed)
 	return nil
 }
 
 // write runs one transaction: updates first, so that an append resolved to an
 // existing event by its idempotency key reads that event's latest status.
-func (s *Store) write(batch []*appendReq, updates []update) error {
+// It returns the events whose status changed.
+func (s *Store) write(batch []*appendReq, updates []update) ([]ID, error) {
 	now := s.Now()
+	var changed []ID
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		w := s.newWriter(tx)
+		changed = changed[:0]
 		for _, u := range updates {
+			var id ID
 			var err error
-			if u.mark != nil {
-				err = w.mark(*u.mark)
-			} else {
-				err = w.group(*u.group)
+			switch {
+			case u.mark != nil:
+				id, err = u.mark.id, w.mark(*u.mark)
+			case u.group != nil:
+				id, err = u.group.ID, w.group(*u.group)
+			default:
+				id, err = w.bySeq(*u.bySeq)
 			}
 			if err != nil {
 				return err
+			}
+			if id != (ID{}) {
+				changed = append(changed, id)
 			}
 		}
 		for _, r := range batch {
@@ -217,9 +221,9 @@ func (s *Store) write(batch []*appendReq, updates []update) error {
 		return nil
 	})
 	if err != nil {
-		return storageError(err)
+		return nil, storageError(err)
 	}
-	return nil
+	return changed, nil
 }
 
 // requeue puts updates that could not be written back at the head of the

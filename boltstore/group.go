@@ -108,8 +108,31 @@ func (s *Store) RecordGroupSync(ctx context.Context, u event.GroupUpdate) error 
 	}
 }
 
+// RecordBySequence implements event.GroupLedger.
+func (s *Store) RecordBySequence(u event.SeqUpdate) {
+	s.enqueue(update{bySeq: &u})
+}
+
+// bySeq finds the event of a message by its sequence and applies the
+// outcome. Messages jsctl does not know, and redrive messages of another
+// group, are ignored. It returns the event's ID, or zero.
+func (w *writer) bySeq(u event.SeqUpdate) (ID, error) {
+	v := w.sequences.Get(seqKey(u.Sequence))
+	if len(v) < len(ID{}) {
+		return ID{}, nil
+	}
+	id := ID(v[:16])
+	if len(v) > 16 && string(v[16:]) != u.Group {
+		return ID{}, nil
+	}
+	return id, w.group(event.GroupUpdate{ID: id, Group: u.Group, Outcome: u.Outcome, Deliveries: u.Deliveries, Reason: u.Reason, Sequence: u.Sequence, Time: u.Time})
+}
+
 // group applies a consumer group's outcome to an event's state.
 func (w *writer) group(u event.GroupUpdate) error {
+	if _, ok := w.groups[u.Group]; !ok {
+		return nil // a consumer jsctl does not manage
+	}
 	body := w.events.Get(u.ID[:])
 	if body == nil {
 		return nil // removed since

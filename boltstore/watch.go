@@ -37,3 +37,16 @@ func (s *Store) notify(id ID) {
 		}
 	}
 }
+
+// notifyAll signals the watchers of every event in ids.
+func (s *Store) notifyAll(ids []ID) {
+	s.watchMu.Lock()
+	n := len(s.watchers)
+	s.watchMu.Unlock()
+	if n == 0 {
+		return
+	}
+	for _, id := range ids {
+		s.notify(id)
+	}
+}

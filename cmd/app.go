@@ -120,7 +120,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 		return err
 	}
 
-	a.pipeline = event.NewPipeline(a.ledger, a.queue)
+	a.pipeline = event.NewPipeline(a.ledger, a.queue, a.queue)
 	a.pipeline.Limits = cfg.EventLimits()
 	a.pipeline.Logger = a.Logger
 	start := time.Now()

@@ -3,6 +3,7 @@ package embedded
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +34,9 @@ type Queue struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	last atomic.Uint64 // highest sequence known to be in the stream
+
+	consMu    sync.Mutex
+	consumers map[string]jetstream.Consumer
 }
 
 // NewQueue returns a Queue on the connection nc with defaults set.
@@ -63,7 +67,7 @@ func (q *Queue) Open(ctx context.Context) error {
 	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        q.Stream,
 		Description: "jsctl events",
-		Subjects:    []string{q.Prefix + ".>"},
+		Subjects:    q.streamSubjects(),
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,

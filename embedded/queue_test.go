@@ -27,8 +27,8 @@ func TestQueueOpen(t *testing.T) {
 	if cfg.Name != "EVENTS" {
 		t.Errorf("stream name %q, want EVENTS", cfg.Name)
 	}
-	if !slices.Equal(cfg.Subjects, []string{"events.>"}) {
-		t.Errorf("subjects %q, want [events.>]", cfg.Subjects)
+	if !slices.Equal(cfg.Subjects, []string{"events.>", "jsctl.redrive.EVENTS.>"}) {
+		t.Errorf("subjects %q, want events.> and the redrive subjects", cfg.Subjects)
 	}
 	if cfg.Storage != jetstream.FileStorage {
 		t.Errorf("storage %v, want file", cfg.Storage)
@@ -318,8 +318,8 @@ func TestQueuePrefix(t *testing.T) {
 	if got := q.Subject("order.created"); got != "custom.order.created" {
 		t.Errorf("Subject(order.created) = %q, want custom.order.created", got)
 	}
-	if got := streamInfo(t, q).Config.Subjects; !slices.Equal(got, []string{"custom.>"}) {
-		t.Errorf("subjects %q, want [custom.>]", got)
+	if got := streamInfo(t, q).Config.Subjects; !slices.Equal(got, []string{"custom.>", "jsctl.redrive.EVENTS.>"}) {
+		t.Errorf("subjects %q, want custom.> and the redrive subjects", got)
 	}
 	e := newEvent(t, "order.created", "p")
 	if m := getMsg(t, q, publish(t, q, e)); m.Subject != "custom.order.created" {

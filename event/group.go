@@ -24,7 +24,7 @@ type Group struct {
 	// unsettled for Backoff[n-1] before it is delivered again, and a nak of
 	// delivery n without a delay of its own is delivered again after
 	// Backoff[n-1]. The last entry repeats. JetStream requires
-	// MaxDeliveries > len(Backoff).
+	// MaxDeliveries >= len(Backoff).
 	Backoff []time.Duration
 	// MaxAckPending caps unsettled deliveries across the group.
 	MaxAckPending int
@@ -67,9 +67,9 @@ func (g *Group) Check(l Limits) error {
 		return fmt.Errorf("%w: group %s: ack wait must be at least 100ms", ErrInvalid, g.Name)
 	case g.MaxAckPending < 1:
 		return fmt.Errorf("%w: group %s: max ack pending must be at least 1", ErrInvalid, g.Name)
-	case len(g.Backoff) > 0 && g.MaxDeliveries <= len(g.Backoff) && g.MaxDeliveries > 1:
-		// JetStream requires more deliveries than backoff steps.
-		return fmt.Errorf("%w: group %s: max deliveries (%d) must exceed the number of backoff steps (%d)", ErrInvalid, g.Name, g.MaxDeliveries, len(g.Backoff))
+	case g.MaxDeliveries < len(g.Backoff):
+		// JetStream refuses more backoff steps than deliveries.
+		return fmt.Errorf("%w: group %s: max deliveries (%d) must be at least the number of backoff steps (%d)", ErrInvalid, g.Name, g.MaxDeliveries, len(g.Backoff))
 	}
 	for _, d := range g.Backoff {
 		if d <= 0 {

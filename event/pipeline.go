@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -37,6 +38,8 @@ type Ledger interface {
 
 	// PublishedAfter returns the events marked published at a sequence above seq.
 	PublishedAfter(seq uint64) ([]Pending, error)
+
+	GroupLedger
 }
 
 // Pending names an event that recovery may have to publish again.
@@ -73,8 +76,9 @@ type Publication interface {
 // ledger (group-committed and fsynced), publish to the queue, mark published.
 // Set the exported fields before use.
 type Pipeline struct {
-	Ledger Ledger
-	Queue  Queue
+	Ledger    Ledger
+	Queue     Queue
+	Consumers Consumers
 	Limits Limits // default DefaultLimits()
 	Logger *slog.Logger
 
@@ -86,14 +90,16 @@ type Pipeline struct {
 	Now   func() time.Time
 	NewID func() (ID, error)
 
-	kick chan struct{}
+	kick    chan struct{}
+	groupMu sync.Mutex // serializes group creation
 }
 
 // NewPipeline returns a Pipeline with defaults set.
-func NewPipeline(l Ledger, q Queue) *Pipeline {
+func NewPipeline(l Ledger, q Queue, c Consumers) *Pipeline {
 	return &Pipeline{
 		Ledger:         l,
 		Queue:          q,
+		Consumers:      c,
 		Limits:         DefaultLimits(),
 		Logger:         slog.Default(),
 		PublishTimeout: 30 * time.Second,

@@ -64,3 +64,21 @@ func invalidUTF8Interceptor(ctx context.Context, req any, _ *grpc.UnaryServerInf
 	}
 	return handler(ctx, req)
 }
+
+// invalidUTF8StreamInterceptor does for streams what invalidUTF8Interceptor
+// does for unary calls, on every received message.
+func invalidUTF8StreamInterceptor(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return handler(srv, utf8Stream{ss})
+}
+
+type utf8Stream struct{ grpc.ServerStream }
+
+func (s utf8Stream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if takeInvalidUTF8(m) {
+		return errInvalidUTF8
+	}
+	return nil
+}

@@ -19,6 +19,7 @@ var codeOf = []struct {
 	{event.ErrInvalid, codes.InvalidArgument},
 	{event.ErrNotFound, codes.NotFound},
 	{event.ErrConflict, codes.AlreadyExists},
+	{event.ErrPrecondition, codes.FailedPrecondition},
 	{event.ErrFull, codes.ResourceExhausted},
 	{event.ErrUnavailable, codes.Unavailable},
 	{event.ErrLocked, codes.Unavailable},

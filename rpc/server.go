@@ -23,6 +23,7 @@ type Server struct {
 	log    *slog.Logger
 	grpc   *grpc.Server
 	health *health.Server
+	quit   chan struct{} // closed by Stop: long streams end
 }
 
 // Options configure a Server.
@@ -39,11 +40,12 @@ func NewServer(p *event.Pipeline, o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	s := &Server{events: p, log: o.Logger, health: health.NewServer()}
+	s := &Server{events: p, log: o.Logger, health: health.NewServer(), quit: make(chan struct{})}
 	s.grpc = grpc.NewServer(
 		grpc.ForceServerCodecV2(newUTF8Codec()),
 		grpc.MaxRecvMsgSize(o.MaxRecvBytes),
 		grpc.ChainUnaryInterceptor(invalidUTF8Interceptor),
+		grpc.ChainStreamInterceptor(invalidUTF8StreamInterceptor),
 	)
 	pb.RegisterControllerServer(s.grpc, s)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -65,10 +67,12 @@ func (s *Server) SetServing(ok bool) {
 // Serve accepts connections on lis until Stop.
 func (s *Server) Serve(lis net.Listener) error { return s.grpc.Serve(lis) }
 
-// Stop reports NOT_SERVING, lets in-flight calls finish for up to timeout,
-// then closes every connection.
+// Stop reports NOT_SERVING, ends Subscribe and WatchEvent streams with
+// UNAVAILABLE, lets in-flight calls finish for up to timeout, then closes
+// every connection.
 func (s *Server) Stop(timeout time.Duration) {
 	s.SetServing(false)
+	close(s.quit)
 	done := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()

@@ -18,6 +18,7 @@ package controllerv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -94,6 +95,66 @@ func (x Status) Number() protoreflect.EnumNumber {
 // Deprecated: Use Status.Descriptor instead.
 func (Status) EnumDescriptor() ([]byte, []int) {
 	return file_controller_v1_controller_proto_rawDescGZIP(), []int{0}
+}
+
+// SettleAction says what to do with a delivery.
+type SettleAction int32
+
+const (
+	SettleAction_SETTLE_ACTION_UNSPECIFIED SettleAction = 0
+	// Processed: PROCESSED in this group.
+	SettleAction_SETTLE_ACTION_ACK SettleAction = 1
+	// Give back for redelivery; the last allowed delivery fails instead.
+	SettleAction_SETTLE_ACTION_NAK SettleAction = 2
+	// Still working: restart the ack wait.
+	SettleAction_SETTLE_ACTION_IN_PROGRESS SettleAction = 3
+	// Failed for good: FAILED in this group, with the reason.
+	SettleAction_SETTLE_ACTION_TERMINATE SettleAction = 4
+)
+
+// Enum value maps for SettleAction.
+var (
+	SettleAction_name = map[int32]string{
+		0: "SETTLE_ACTION_UNSPECIFIED",
+		1: "SETTLE_ACTION_ACK",
+		2: "SETTLE_ACTION_NAK",
+		3: "SETTLE_ACTION_IN_PROGRESS",
+		4: "SETTLE_ACTION_TERMINATE",
+	}
+	SettleAction_value = map[string]int32{
+		"SETTLE_ACTION_UNSPECIFIED": 0,
+		"SETTLE_ACTION_ACK":         1,
+		"SETTLE_ACTION_NAK":         2,
+		"SETTLE_ACTION_IN_PROGRESS": 3,
+		"SETTLE_ACTION_TERMINATE":   4,
+	}
+)
+
+func (x SettleAction) Enum() *SettleAction {
+	p := new(SettleAction)
+	*p = x
+	return p
+}
+
+func (x SettleAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SettleAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_controller_v1_controller_proto_enumTypes[1].Descriptor()
+}
+
+func (SettleAction) Type() protoreflect.EnumType {
+	return &file_controller_v1_controller_proto_enumTypes[1]
+}
+
+func (x SettleAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SettleAction.Descriptor instead.
+func (SettleAction) EnumDescriptor() ([]byte, []int) {
+	return file_controller_v1_controller_proto_rawDescGZIP(), []int{1}
 }
 
 // NewEventRequest is one event to publish.
@@ -624,11 +685,665 @@ func (x *Transition) GetStreamSequence() uint64 {
 	return 0
 }
 
+// SubscribeRequest opens a subscription (first request) or settles a delivery.
+type SubscribeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Request:
+	//
+	//	*SubscribeRequest_Open
+	//	*SubscribeRequest_Settle
+	Request       isSubscribeRequest_Request `protobuf_oneof:"request"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribeRequest) Reset() {
+	*x = SubscribeRequest{}
+	mi := &file_controller_v1_controller_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeRequest) ProtoMessage() {}
+
+func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_controller_v1_controller_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
+func (*SubscribeRequest) Descriptor() ([]byte, []int) {
+	return file_controller_v1_controller_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SubscribeRequest) GetRequest() isSubscribeRequest_Request {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *SubscribeRequest) GetOpen() *SubscribeOpen {
+	if x != nil {
+		if x, ok := x.Request.(*SubscribeRequest_Open); ok {
+			return x.Open
+		}
+	}
+	return nil
+}
+
+func (x *SubscribeRequest) GetSettle() *Settle {
+	if x != nil {
+		if x, ok := x.Request.(*SubscribeRequest_Settle); ok {
+			return x.Settle
+		}
+	}
+	return nil
+}
+
+type isSubscribeRequest_Request interface {
+	isSubscribeRequest_Request()
+}
+
+type SubscribeRequest_Open struct {
+	Open *SubscribeOpen `protobuf:"bytes,1,opt,name=open,proto3,oneof"`
+}
+
+type SubscribeRequest_Settle struct {
+	Settle *Settle `protobuf:"bytes,2,opt,name=settle,proto3,oneof"`
+}
+
+func (*SubscribeRequest_Open) isSubscribeRequest_Request() {}
+
+func (*SubscribeRequest_Settle) isSubscribeRequest_Request() {}
+
+// SubscribeOpen names the consumer group to receive from.
+type SubscribeOpen struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Group name: letters, digits, '-' and '_'. Created on first use (with the
+	// filters given, 5 deliveries, 30s ack wait) unless declared in the config.
+	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// Event types with wildcards ('*' one token, '>' the rest), for example
+	// "order.>". Empty: every event, or the existing group's filters.
+	Filters []string `protobuf:"bytes,2,rep,name=filters,proto3" json:"filters,omitempty"`
+	// Most unsettled deliveries on this stream; 0 means 64, at most 4096.
+	MaxInFlight   uint32 `protobuf:"varint,3,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribeOpen) Reset() {
+	*x = SubscribeOpen{}
+	mi := &file_controller_v1_controller_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeOpen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeOpen) ProtoMessage() {}
+
+func (x *SubscribeOpen) ProtoReflect() protoreflect.Message {
+	mi := &file_controller_v1_controller_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeOpen.ProtoReflect.Descriptor instead.
+func (*SubscribeOpen) Descriptor() ([]byte, []int) {
+	return file_controller_v1_controller_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SubscribeOpen) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *SubscribeOpen) GetFilters() []string {
+	if x != nil {
+		return x.Filters
+	}
+	return nil
+}
+
+func (x *SubscribeOpen) GetMaxInFlight() uint32 {
+	if x != nil {
+		return x.MaxInFlight
+	}
+	return 0
+}
+
+// Settle settles one delivery.
+type Settle struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	DeliveryId string                 `protobuf:"bytes,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	Action     SettleAction           `protobuf:"varint,2,opt,name=action,proto3,enum=controller.v1.SettleAction" json:"action,omitempty"`
+	// For NAK: wait this long before redelivery. Unset: the group's backoff for
+	// this delivery (immediately without a backoff list).
+	Delay *durationpb.Duration `protobuf:"bytes,3,opt,name=delay,proto3" json:"delay,omitempty"`
+	// For TERMINATE (kept as the failure reason) and NAK (kept in history).
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Settle) Reset() {
+	*x = Settle{}
+	mi := &file_controller_v1_controller_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Settle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Settle) ProtoMessage() {}
+
+func (x *Settle) ProtoReflect() protoreflect.Message {
+	mi := &file_controller_v1_controller_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Settle.ProtoReflect.Descriptor instead.
+func (*Settle) Descriptor() ([]byte, []int) {
+	return file_controller_v1_controller_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Settle) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *Settle) GetAction() SettleAction {
+	if x != nil {
+		return x.Action
+	}
+	return SettleAction_SETTLE_ACTION_UNSPECIFIED
+}
+
+func (x *Settle) GetDelay() *durationpb.Duration {
+	if x != nil {
+		return x.Delay
+	}
+	return nil
+}
+
+func (x *Settle) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// Delivery is one event for the subscriber, or the answer to a settle.
+type Delivery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Identifies this delivery in Settle requests.
+	DeliveryId     string            `protobuf:"bytes,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	CorrelationId  string            `protobuf:"bytes,2,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	EventType      string            `protobuf:"bytes,3,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	Payload        []byte            `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
+	Headers        map[string]string `protobuf:"bytes,5,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	StreamSequence uint64            `protobuf:"varint,6,opt,name=stream_sequence,json=streamSequence,proto3" json:"stream_sequence,omitempty"`
+	// 1 for the first delivery of this message.
+	DeliveryCount uint32 `protobuf:"varint,7,opt,name=delivery_count,json=deliveryCount,proto3" json:"delivery_count,omitempty"`
+	Group         string `protobuf:"bytes,8,opt,name=group,proto3" json:"group,omitempty"`
+	// Set instead of the fields above when this answers a Settle.
+	Settled       *SettleResult `protobuf:"bytes,9,opt,name=settled,proto3" json:"settled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Delivery) Reset() {
+	*x = Delivery{}
+	mi := &file_controller_v1_controller_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Delivery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Delivery) ProtoMessage() {}
+
+func (x *Delivery) ProtoReflect() protoreflect.Message {
+	mi := &file_controller_v1_controller_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
+func (*Delivery) Descriptor() ([]byte, []int) {
+	return file_controller_v1_controller_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Delivery) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *Delivery) GetCorrelationId() string {
+	if x != nil {
+		return x.CorrelationId
+	}
+	return ""
+}
+
+func (x *Delivery) GetEventType() string {
+	if x != nil {
+		return x.EventType
+	}
+	return ""
+}
+
+func (x *Delivery) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *Delivery) GetHeaders() map[string]string {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *Delivery) GetStreamSequence() uint64 {
+	if x != nil {
+		return x.StreamSequence
+	}
+	return 0
+}
+
+func (x *Delivery) GetDeliveryCount() uint32 {
+	if x != nil {
+		return x.DeliveryCount
+	}
+	return 0
+}
+
+func (x *Delivery) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *Delivery) GetSettled() *SettleResult {
+	if x != nil {
+		return x.Settled
+	}
+	return nil
+}
+
+// SettleResult answers one Settle.
+type SettleResult struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	DeliveryId string                 `protobuf:"bytes,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	Action     SettleAction           `protobuf:"varint,2,opt,name=action,proto3,enum=controller.v1.SettleAction" json:"action,omitempty"`
+	// A gRPC status code: 0 OK, 9 FAILED_PRECONDITION, 14 UNAVAILABLE.
+	Code          int32  `protobuf:"varint,3,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SettleResult) Reset() {
+	*x = SettleResult{}
+	mi := &file_controller_v1_controller_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SettleResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SettleResult) ProtoMessage() {}
+
+func (x *SettleResult) ProtoReflect() protoreflect.Message {
+	mi := &file_controller_v1_controller_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SettleResult.ProtoReflect.Descriptor instead.
+func (*SettleResult) Descriptor() ([]byte, []int) {
+	return file_controller_v1_controller_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SettleResult) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *SettleResult) GetAction() SettleAction {
+	if x != nil {
+		return x.Action
+	}
+	return SettleAction_SETTLE_ACTION_UNSPECIFIED
+}
+
+func (x *SettleResult) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *SettleResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// RedriveRequest names a failed event and, optionally, the group.
+type RedriveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CorrelationId string                 `protobuf:"bytes,1,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	Group         string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedriveRequest) Reset() {
+	*x = RedriveRequest{}
+	mi := &file_controller_v1_controller_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedriveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedriveRequest) ProtoMessage() {}
+
+func (x *RedriveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_controller_v1_controller_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedriveRequest.ProtoReflect.Descriptor instead.
+func (*RedriveRequest) Descriptor() ([]byte, []int) {
+	return file_controller_v1_controller_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RedriveRequest) GetCorrelationId() string {
+	if x != nil {
+		return x.CorrelationId
+	}
+	return ""
+}
+
+func (x *RedriveRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+// RedriveResponse is the event after the redrive was recorded.
+type RedriveResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Status *EventStatusResponse   `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	// Stream sequence of the redrive message.
+	StreamSequence uint64 `protobuf:"varint,2,opt,name=stream_sequence,json=streamSequence,proto3" json:"stream_sequence,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RedriveResponse) Reset() {
+	*x = RedriveResponse{}
+	mi := &file_controller_v1_controller_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedriveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedriveResponse) ProtoMessage() {}
+
+func (x *RedriveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_controller_v1_controller_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedriveResponse.ProtoReflect.Descriptor instead.
+func (*RedriveResponse) Descriptor() ([]byte, []int) {
+	return file_controller_v1_controller_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RedriveResponse) GetStatus() *EventStatusResponse {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+func (x *RedriveResponse) GetStreamSequence() uint64 {
+	if x != nil {
+		return x.StreamSequence
+	}
+	return 0
+}
+
+// ListEventsRequest selects events. All filters are optional.
+type ListEventsRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Status Status                 `protobuf:"varint,1,opt,name=status,proto3,enum=controller.v1.Status" json:"status,omitempty"`
+	// Event types starting with this, for example "order.".
+	EventTypePrefix string `protobuf:"bytes,2,opt,name=event_type_prefix,json=eventTypePrefix,proto3" json:"event_type_prefix,omitempty"`
+	// Created at or after.
+	Since *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	// Created at or before.
+	Until *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=until,proto3" json:"until,omitempty"`
+	// 0 means 100; at most 1000.
+	PageSize uint32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From the previous response's next_page_token.
+	PageToken     string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEventsRequest) Reset() {
+	*x = ListEventsRequest{}
+	mi := &file_controller_v1_controller_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEventsRequest) ProtoMessage() {}
+
+func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_controller_v1_controller_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListEventsRequest) Descriptor() ([]byte, []int) {
+	return file_controller_v1_controller_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListEventsRequest) GetStatus() Status {
+	if x != nil {
+		return x.Status
+	}
+	return Status_STATUS_UNSPECIFIED
+}
+
+func (x *ListEventsRequest) GetEventTypePrefix() string {
+	if x != nil {
+		return x.EventTypePrefix
+	}
+	return ""
+}
+
+func (x *ListEventsRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *ListEventsRequest) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *ListEventsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListEventsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListEventsResponse is one page of events, oldest first (payloads omitted).
+type ListEventsResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Events []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEventsResponse) Reset() {
+	*x = ListEventsResponse{}
+	mi := &file_controller_v1_controller_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEventsResponse) ProtoMessage() {}
+
+func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_controller_v1_controller_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListEventsResponse) Descriptor() ([]byte, []int) {
+	return file_controller_v1_controller_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ListEventsResponse) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ListEventsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_controller_v1_controller_proto protoreflect.FileDescriptor
 
 const file_controller_v1_controller_proto_rawDesc = "" +
 	"\n" +
-	"\x1econtroller/v1/controller.proto\x12\rcontroller.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf6\x01\n" +
+	"\x1econtroller/v1/controller.proto\x12\rcontroller.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf6\x01\n" +
 	"\x0fNewEventRequest\x12\x1d\n" +
 	"\n" +
 	"event_type\x18\x01 \x01(\tR\teventType\x12\x18\n" +
@@ -678,18 +1393,82 @@ const file_controller_v1_controller_proto_rawDesc = "" +
 	"\x05group\x18\x04 \x01(\tR\x05group\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12%\n" +
 	"\x0edelivery_count\x18\x06 \x01(\rR\rdeliveryCount\x12'\n" +
-	"\x0fstream_sequence\x18\a \x01(\x04R\x0estreamSequence*\x8a\x01\n" +
+	"\x0fstream_sequence\x18\a \x01(\x04R\x0estreamSequence\"\x82\x01\n" +
+	"\x10SubscribeRequest\x122\n" +
+	"\x04open\x18\x01 \x01(\v2\x1c.controller.v1.SubscribeOpenH\x00R\x04open\x12/\n" +
+	"\x06settle\x18\x02 \x01(\v2\x15.controller.v1.SettleH\x00R\x06settleB\t\n" +
+	"\arequest\"c\n" +
+	"\rSubscribeOpen\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x18\n" +
+	"\afilters\x18\x02 \x03(\tR\afilters\x12\"\n" +
+	"\rmax_in_flight\x18\x03 \x01(\rR\vmaxInFlight\"\xa7\x01\n" +
+	"\x06Settle\x12\x1f\n" +
+	"\vdelivery_id\x18\x01 \x01(\tR\n" +
+	"deliveryId\x123\n" +
+	"\x06action\x18\x02 \x01(\x0e2\x1b.controller.v1.SettleActionR\x06action\x12/\n" +
+	"\x05delay\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xa4\x03\n" +
+	"\bDelivery\x12\x1f\n" +
+	"\vdelivery_id\x18\x01 \x01(\tR\n" +
+	"deliveryId\x12%\n" +
+	"\x0ecorrelation_id\x18\x02 \x01(\tR\rcorrelationId\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x03 \x01(\tR\teventType\x12\x18\n" +
+	"\apayload\x18\x04 \x01(\fR\apayload\x12>\n" +
+	"\aheaders\x18\x05 \x03(\v2$.controller.v1.Delivery.HeadersEntryR\aheaders\x12'\n" +
+	"\x0fstream_sequence\x18\x06 \x01(\x04R\x0estreamSequence\x12%\n" +
+	"\x0edelivery_count\x18\a \x01(\rR\rdeliveryCount\x12\x14\n" +
+	"\x05group\x18\b \x01(\tR\x05group\x125\n" +
+	"\asettled\x18\t \x01(\v2\x1b.controller.v1.SettleResultR\asettled\x1a:\n" +
+	"\fHeadersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x92\x01\n" +
+	"\fSettleResult\x12\x1f\n" +
+	"\vdelivery_id\x18\x01 \x01(\tR\n" +
+	"deliveryId\x123\n" +
+	"\x06action\x18\x02 \x01(\x0e2\x1b.controller.v1.SettleActionR\x06action\x12\x12\n" +
+	"\x04code\x18\x03 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"M\n" +
+	"\x0eRedriveRequest\x12%\n" +
+	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\"v\n" +
+	"\x0fRedriveResponse\x12:\n" +
+	"\x06status\x18\x01 \x01(\v2\".controller.v1.EventStatusResponseR\x06status\x12'\n" +
+	"\x0fstream_sequence\x18\x02 \x01(\x04R\x0estreamSequence\"\x8e\x02\n" +
+	"\x11ListEventsRequest\x12-\n" +
+	"\x06status\x18\x01 \x01(\x0e2\x15.controller.v1.StatusR\x06status\x12*\n" +
+	"\x11event_type_prefix\x18\x02 \x01(\tR\x0feventTypePrefix\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
+	"\x05until\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x1b\n" +
+	"\tpage_size\x18\x05 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x06 \x01(\tR\tpageToken\"j\n" +
+	"\x12ListEventsResponse\x12,\n" +
+	"\x06events\x18\x01 \x03(\v2\x14.controller.v1.EventR\x06events\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x8a\x01\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fSTATUS_ACCEPTED\x10\x01\x12\x14\n" +
 	"\x10STATUS_PUBLISHED\x10\x02\x12\x14\n" +
 	"\x10STATUS_DELIVERED\x10\x03\x12\x14\n" +
 	"\x10STATUS_PROCESSED\x10\x04\x12\x11\n" +
-	"\rSTATUS_FAILED\x10\x052\xaf\x01\n" +
+	"\rSTATUS_FAILED\x10\x05*\x97\x01\n" +
+	"\fSettleAction\x12\x1d\n" +
+	"\x19SETTLE_ACTION_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11SETTLE_ACTION_ACK\x10\x01\x12\x15\n" +
+	"\x11SETTLE_ACTION_NAK\x10\x02\x12\x1d\n" +
+	"\x19SETTLE_ACTION_IN_PROGRESS\x10\x03\x12\x1b\n" +
+	"\x17SETTLE_ACTION_TERMINATE\x10\x042\xee\x03\n" +
 	"\n" +
 	"Controller\x12K\n" +
 	"\bNewEvent\x12\x1e.controller.v1.NewEventRequest\x1a\x1f.controller.v1.NewEventResponse\x12T\n" +
-	"\vEventStatus\x12!.controller.v1.EventStatusRequest\x1a\".controller.v1.EventStatusResponseB9Z7github.com/jsctl/jsctl/proto/controller/v1;controllerv1b\x06proto3"
+	"\vEventStatus\x12!.controller.v1.EventStatusRequest\x1a\".controller.v1.EventStatusResponse\x12I\n" +
+	"\tSubscribe\x12\x1f.controller.v1.SubscribeRequest\x1a\x17.controller.v1.Delivery(\x010\x01\x12U\n" +
+	"\n" +
+	"WatchEvent\x12!.controller.v1.EventStatusRequest\x1a\".controller.v1.EventStatusResponse0\x01\x12H\n" +
+	"\aRedrive\x12\x1d.controller.v1.RedriveRequest\x1a\x1e.controller.v1.RedriveResponse\x12Q\n" +
+	"\n" +
+	"ListEvents\x12 .controller.v1.ListEventsRequest\x1a!.controller.v1.ListEventsResponseB9Z7github.com/jsctl/jsctl/proto/controller/v1;controllerv1b\x06proto3"
 
 var (
 	file_controller_v1_controller_proto_rawDescOnce sync.Once
@@ -703,45 +1482,77 @@ func file_controller_v1_controller_proto_rawDescGZIP() []byte {
 	return file_controller_v1_controller_proto_rawDescData
 }
 
-var file_controller_v1_controller_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_controller_v1_controller_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_controller_v1_controller_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_controller_v1_controller_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_controller_v1_controller_proto_goTypes = []any{
 	(Status)(0),                   // 0: controller.v1.Status
-	(*NewEventRequest)(nil),       // 1: controller.v1.NewEventRequest
-	(*NewEventResponse)(nil),      // 2: controller.v1.NewEventResponse
-	(*Event)(nil),                 // 3: controller.v1.Event
-	(*EventStatusRequest)(nil),    // 4: controller.v1.EventStatusRequest
-	(*EventStatusResponse)(nil),   // 5: controller.v1.EventStatusResponse
-	(*GroupStatus)(nil),           // 6: controller.v1.GroupStatus
-	(*Transition)(nil),            // 7: controller.v1.Transition
-	nil,                           // 8: controller.v1.NewEventRequest.HeadersEntry
-	nil,                           // 9: controller.v1.Event.HeadersEntry
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(SettleAction)(0),             // 1: controller.v1.SettleAction
+	(*NewEventRequest)(nil),       // 2: controller.v1.NewEventRequest
+	(*NewEventResponse)(nil),      // 3: controller.v1.NewEventResponse
+	(*Event)(nil),                 // 4: controller.v1.Event
+	(*EventStatusRequest)(nil),    // 5: controller.v1.EventStatusRequest
+	(*EventStatusResponse)(nil),   // 6: controller.v1.EventStatusResponse
+	(*GroupStatus)(nil),           // 7: controller.v1.GroupStatus
+	(*Transition)(nil),            // 8: controller.v1.Transition
+	(*SubscribeRequest)(nil),      // 9: controller.v1.SubscribeRequest
+	(*SubscribeOpen)(nil),         // 10: controller.v1.SubscribeOpen
+	(*Settle)(nil),                // 11: controller.v1.Settle
+	(*Delivery)(nil),              // 12: controller.v1.Delivery
+	(*SettleResult)(nil),          // 13: controller.v1.SettleResult
+	(*RedriveRequest)(nil),        // 14: controller.v1.RedriveRequest
+	(*RedriveResponse)(nil),       // 15: controller.v1.RedriveResponse
+	(*ListEventsRequest)(nil),     // 16: controller.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),    // 17: controller.v1.ListEventsResponse
+	nil,                           // 18: controller.v1.NewEventRequest.HeadersEntry
+	nil,                           // 19: controller.v1.Event.HeadersEntry
+	nil,                           // 20: controller.v1.Delivery.HeadersEntry
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
 }
 var file_controller_v1_controller_proto_depIdxs = []int32{
-	8,  // 0: controller.v1.NewEventRequest.headers:type_name -> controller.v1.NewEventRequest.HeadersEntry
-	3,  // 1: controller.v1.NewEventResponse.event:type_name -> controller.v1.Event
-	10, // 2: controller.v1.Event.created_at:type_name -> google.protobuf.Timestamp
+	18, // 0: controller.v1.NewEventRequest.headers:type_name -> controller.v1.NewEventRequest.HeadersEntry
+	4,  // 1: controller.v1.NewEventResponse.event:type_name -> controller.v1.Event
+	21, // 2: controller.v1.Event.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 3: controller.v1.Event.status:type_name -> controller.v1.Status
-	9,  // 4: controller.v1.Event.headers:type_name -> controller.v1.Event.HeadersEntry
+	19, // 4: controller.v1.Event.headers:type_name -> controller.v1.Event.HeadersEntry
 	0,  // 5: controller.v1.EventStatusResponse.status:type_name -> controller.v1.Status
-	3,  // 6: controller.v1.EventStatusResponse.event:type_name -> controller.v1.Event
-	6,  // 7: controller.v1.EventStatusResponse.groups:type_name -> controller.v1.GroupStatus
-	7,  // 8: controller.v1.EventStatusResponse.history:type_name -> controller.v1.Transition
+	4,  // 6: controller.v1.EventStatusResponse.event:type_name -> controller.v1.Event
+	7,  // 7: controller.v1.EventStatusResponse.groups:type_name -> controller.v1.GroupStatus
+	8,  // 8: controller.v1.EventStatusResponse.history:type_name -> controller.v1.Transition
 	0,  // 9: controller.v1.GroupStatus.status:type_name -> controller.v1.Status
-	10, // 10: controller.v1.GroupStatus.updated_at:type_name -> google.protobuf.Timestamp
+	21, // 10: controller.v1.GroupStatus.updated_at:type_name -> google.protobuf.Timestamp
 	0,  // 11: controller.v1.Transition.from:type_name -> controller.v1.Status
 	0,  // 12: controller.v1.Transition.to:type_name -> controller.v1.Status
-	10, // 13: controller.v1.Transition.time:type_name -> google.protobuf.Timestamp
-	1,  // 14: controller.v1.Controller.NewEvent:input_type -> controller.v1.NewEventRequest
-	4,  // 15: controller.v1.Controller.EventStatus:input_type -> controller.v1.EventStatusRequest
-	2,  // 16: controller.v1.Controller.NewEvent:output_type -> controller.v1.NewEventResponse
-	5,  // 17: controller.v1.Controller.EventStatus:output_type -> controller.v1.EventStatusResponse
-	16, // [16:18] is the sub-list for method output_type
-	14, // [14:16] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	21, // 13: controller.v1.Transition.time:type_name -> google.protobuf.Timestamp
+	10, // 14: controller.v1.SubscribeRequest.open:type_name -> controller.v1.SubscribeOpen
+	11, // 15: controller.v1.SubscribeRequest.settle:type_name -> controller.v1.Settle
+	1,  // 16: controller.v1.Settle.action:type_name -> controller.v1.SettleAction
+	22, // 17: controller.v1.Settle.delay:type_name -> google.protobuf.Duration
+	20, // 18: controller.v1.Delivery.headers:type_name -> controller.v1.Delivery.HeadersEntry
+	13, // 19: controller.v1.Delivery.settled:type_name -> controller.v1.SettleResult
+	1,  // 20: controller.v1.SettleResult.action:type_name -> controller.v1.SettleAction
+	6,  // 21: controller.v1.RedriveResponse.status:type_name -> controller.v1.EventStatusResponse
+	0,  // 22: controller.v1.ListEventsRequest.status:type_name -> controller.v1.Status
+	21, // 23: controller.v1.ListEventsRequest.since:type_name -> google.protobuf.Timestamp
+	21, // 24: controller.v1.ListEventsRequest.until:type_name -> google.protobuf.Timestamp
+	4,  // 25: controller.v1.ListEventsResponse.events:type_name -> controller.v1.Event
+	2,  // 26: controller.v1.Controller.NewEvent:input_type -> controller.v1.NewEventRequest
+	5,  // 27: controller.v1.Controller.EventStatus:input_type -> controller.v1.EventStatusRequest
+	9,  // 28: controller.v1.Controller.Subscribe:input_type -> controller.v1.SubscribeRequest
+	5,  // 29: controller.v1.Controller.WatchEvent:input_type -> controller.v1.EventStatusRequest
+	14, // 30: controller.v1.Controller.Redrive:input_type -> controller.v1.RedriveRequest
+	16, // 31: controller.v1.Controller.ListEvents:input_type -> controller.v1.ListEventsRequest
+	3,  // 32: controller.v1.Controller.NewEvent:output_type -> controller.v1.NewEventResponse
+	6,  // 33: controller.v1.Controller.EventStatus:output_type -> controller.v1.EventStatusResponse
+	12, // 34: controller.v1.Controller.Subscribe:output_type -> controller.v1.Delivery
+	6,  // 35: controller.v1.Controller.WatchEvent:output_type -> controller.v1.EventStatusResponse
+	15, // 36: controller.v1.Controller.Redrive:output_type -> controller.v1.RedriveResponse
+	17, // 37: controller.v1.Controller.ListEvents:output_type -> controller.v1.ListEventsResponse
+	32, // [32:38] is the sub-list for method output_type
+	26, // [26:32] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_controller_v1_controller_proto_init() }
@@ -749,13 +1560,17 @@ func file_controller_v1_controller_proto_init() {
 	if File_controller_v1_controller_proto != nil {
 		return
 	}
+	file_controller_v1_controller_proto_msgTypes[7].OneofWrappers = []any{
+		(*SubscribeRequest_Open)(nil),
+		(*SubscribeRequest_Settle)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_controller_v1_controller_proto_rawDesc), len(file_controller_v1_controller_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   9,
+			NumEnums:      2,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

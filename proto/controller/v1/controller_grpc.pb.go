@@ -30,6 +30,10 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Controller_NewEvent_FullMethodName    = "/controller.v1.Controller/NewEvent"
 	Controller_EventStatus_FullMethodName = "/controller.v1.Controller/EventStatus"
+	Controller_Subscribe_FullMethodName   = "/controller.v1.Controller/Subscribe"
+	Controller_WatchEvent_FullMethodName  = "/controller.v1.Controller/WatchEvent"
+	Controller_Redrive_FullMethodName     = "/controller.v1.Controller/Redrive"
+	Controller_ListEvents_FullMethodName  = "/controller.v1.Controller/ListEvents"
 )
 
 // ControllerClient is the client API for Controller service.
@@ -58,6 +62,33 @@ type ControllerClient interface {
 	// Errors: INVALID_ARGUMENT for an empty or malformed correlation_id,
 	// NOT_FOUND for an unknown one.
 	EventStatus(ctx context.Context, in *EventStatusRequest, opts ...grpc.CallOption) (*EventStatusResponse, error)
+	// Subscribe receives the events of a consumer group and settles them.
+	//
+	// The first request must carry `open` (group, filters, max_in_flight);
+	// every later one `settle`. The server never has more than max_in_flight
+	// unsettled deliveries on one stream. Each settle is answered on the stream
+	// with a Delivery whose `settled` is set: code 0 (OK) once the outcome is
+	// recorded (for ack and terminate: durable in the ledger, then confirmed by
+	// JetStream), or 9 (FAILED_PRECONDITION) for an unknown or already settled
+	// delivery; the stream stays open either way. Deliveries left unsettled when
+	// the stream ends are delivered again after the group's ack wait.
+	//
+	// Errors ending the stream: INVALID_ARGUMENT (bad group name or filter, or a
+	// first request without `open`), FAILED_PRECONDITION (the group exists with
+	// other filters).
+	Subscribe(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SubscribeRequest, Delivery], error)
+	// WatchEvent sends the event's status at once and again at every change,
+	// and ends after a terminal status (PROCESSED or FAILED) or when the client
+	// cancels. Errors as for EventStatus.
+	WatchEvent(ctx context.Context, in *EventStatusRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[EventStatusResponse], error)
+	// Redrive sends a FAILED event again to the group it failed in, and only to
+	// it, with a fresh delivery count. `group` may be empty when the event
+	// failed in one group only. Errors: NOT_FOUND, FAILED_PRECONDITION (the
+	// event has not failed in that group), INVALID_ARGUMENT (several failed
+	// groups and none named).
+	Redrive(ctx context.Context, in *RedriveRequest, opts ...grpc.CallOption) (*RedriveResponse, error)
+	// ListEvents lists events oldest first, with filters and pages.
+	ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error)
 }
 
 type controllerClient struct {
@@ -82,6 +113,58 @@ func (c *controllerClient) EventStatus(ctx context.Context, in *EventStatusReque
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(EventStatusResponse)
 	err := c.cc.Invoke(ctx, Controller_EventStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controllerClient) Subscribe(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SubscribeRequest, Delivery], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Controller_ServiceDesc.Streams[0], Controller_Subscribe_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SubscribeRequest, Delivery]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Controller_SubscribeClient = grpc.BidiStreamingClient[SubscribeRequest, Delivery]
+
+func (c *controllerClient) WatchEvent(ctx context.Context, in *EventStatusRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[EventStatusResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Controller_ServiceDesc.Streams[1], Controller_WatchEvent_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[EventStatusRequest, EventStatusResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Controller_WatchEventClient = grpc.ServerStreamingClient[EventStatusResponse]
+
+func (c *controllerClient) Redrive(ctx context.Context, in *RedriveRequest, opts ...grpc.CallOption) (*RedriveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RedriveResponse)
+	err := c.cc.Invoke(ctx, Controller_Redrive_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controllerClient) ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListEventsResponse)
+	err := c.cc.Invoke(ctx, Controller_ListEvents_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -114,6 +197,33 @@ type ControllerServer interface {
 	// Errors: INVALID_ARGUMENT for an empty or malformed correlation_id,
 	// NOT_FOUND for an unknown one.
 	EventStatus(context.Context, *EventStatusRequest) (*EventStatusResponse, error)
+	// Subscribe receives the events of a consumer group and settles them.
+	//
+	// The first request must carry `open` (group, filters, max_in_flight);
+	// every later one `settle`. The server never has more than max_in_flight
+	// unsettled deliveries on one stream. Each settle is answered on the stream
+	// with a Delivery whose `settled` is set: code 0 (OK) once the outcome is
+	// recorded (for ack and terminate: durable in the ledger, then confirmed by
+	// JetStream), or 9 (FAILED_PRECONDITION) for an unknown or already settled
+	// delivery; the stream stays open either way. Deliveries left unsettled when
+	// the stream ends are delivered again after the group's ack wait.
+	//
+	// Errors ending the stream: INVALID_ARGUMENT (bad group name or filter, or a
+	// first request without `open`), FAILED_PRECONDITION (the group exists with
+	// other filters).
+	Subscribe(grpc.BidiStreamingServer[SubscribeRequest, Delivery]) error
+	// WatchEvent sends the event's status at once and again at every change,
+	// and ends after a terminal status (PROCESSED or FAILED) or when the client
+	// cancels. Errors as for EventStatus.
+	WatchEvent(*EventStatusRequest, grpc.ServerStreamingServer[EventStatusResponse]) error
+	// Redrive sends a FAILED event again to the group it failed in, and only to
+	// it, with a fresh delivery count. `group` may be empty when the event
+	// failed in one group only. Errors: NOT_FOUND, FAILED_PRECONDITION (the
+	// event has not failed in that group), INVALID_ARGUMENT (several failed
+	// groups and none named).
+	Redrive(context.Context, *RedriveRequest) (*RedriveResponse, error)
+	// ListEvents lists events oldest first, with filters and pages.
+	ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error)
 	mustEmbedUnimplementedControllerServer()
 }
 
@@ -129,6 +239,18 @@ func (UnimplementedControllerServer) NewEvent(context.Context, *NewEventRequest)
 }
 func (UnimplementedControllerServer) EventStatus(context.Context, *EventStatusRequest) (*EventStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method EventStatus not implemented")
+}
+func (UnimplementedControllerServer) Subscribe(grpc.BidiStreamingServer[SubscribeRequest, Delivery]) error {
+	return status.Error(codes.Unimplemented, "method Subscribe not implemented")
+}
+func (UnimplementedControllerServer) WatchEvent(*EventStatusRequest, grpc.ServerStreamingServer[EventStatusResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchEvent not implemented")
+}
+func (UnimplementedControllerServer) Redrive(context.Context, *RedriveRequest) (*RedriveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Redrive not implemented")
+}
+func (UnimplementedControllerServer) ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListEvents not implemented")
 }
 func (UnimplementedControllerServer) mustEmbedUnimplementedControllerServer() {}
 func (UnimplementedControllerServer) testEmbeddedByValue()                    {}
@@ -187,6 +309,60 @@ func _Controller_EventStatus_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Controller_Subscribe_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ControllerServer).Subscribe(&grpc.GenericServerStream[SubscribeRequest, Delivery]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Controller_SubscribeServer = grpc.BidiStreamingServer[SubscribeRequest, Delivery]
+
+func _Controller_WatchEvent_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(EventStatusRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ControllerServer).WatchEvent(m, &grpc.GenericServerStream[EventStatusRequest, EventStatusResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Controller_WatchEventServer = grpc.ServerStreamingServer[EventStatusResponse]
+
+func _Controller_Redrive_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RedriveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControllerServer).Redrive(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Controller_Redrive_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControllerServer).Redrive(ctx, req.(*RedriveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Controller_ListEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControllerServer).ListEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Controller_ListEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControllerServer).ListEvents(ctx, req.(*ListEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Controller_ServiceDesc is the grpc.ServiceDesc for Controller service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -202,7 +378,27 @@ var Controller_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "EventStatus",
 			Handler:    _Controller_EventStatus_Handler,
 		},
+		{
+			MethodName: "Redrive",
+			Handler:    _Controller_Redrive_Handler,
+		},
+		{
+			MethodName: "ListEvents",
+			Handler:    _Controller_ListEvents_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Subscribe",
+			Handler:       _Controller_Subscribe_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "WatchEvent",
+			Handler:       _Controller_WatchEvent_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "controller/v1/controller.proto",
 }
