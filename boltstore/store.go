@@ -21,14 +21,14 @@ import (
 
 // Bucket names; see the package doc for their layout.
 var (
-	bucketMeta        = []byte("meta")
-	bucketEvents      = []byte("events")
-	bucketState       = []byte("state")
-	bucketByStatus    = []byte("by_status")
-	bucketGroups      = []byte("groups")
-	bucketSequences   = []byte("sequences")
-	bucketIdem        = []byte("idem")
-	bucketIdemExpiry  = []byte("idem_expiry")
+	bucketMeta       = []byte("meta")
+	bucketEvents     = []byte("events")
+	bucketState      = []byte("state")
+	bucketByStatus   = []byte("by_status")
+	bucketGroups     = []byte("groups")
+	bucketSequences  = []byte("sequences")
+	bucketIdem       = []byte("idem")
+	bucketIdemExpiry = []byte("idem_expiry")
 
 	allBuckets = [][]byte{bucketMeta, bucketEvents, bucketState, bucketByStatus, bucketSequences, bucketIdem, bucketIdemExpiry, bucketGroups}
 

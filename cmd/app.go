@@ -133,16 +133,47 @@ func (a *App) Open(ctx context.Context) (err error) {
 			"found_in_stream", rec.Found, "republished", rec.Republished, "lost_tail_republished", rec.LostTail, "took", time.Since(start))
 	}
 
+	if err := a.openGroups(ctx); err != nil {
+		return err
+	}
+
 	bgctx, stop := context.WithCancel(context.Background())
 	a.stop = stop
-	a.bg.Add(1)
+	a.bg.Add(2)
 	go a.republishLoop(bgctx)
+	go func() {
+		defer a.bg.Done()
+		if err := a.pipeline.TrackAdvisories(bgctx); err != nil {
+			a.Logger.Error("consumer advisories", "err", err)
+		}
+	}()
 
 	a.rpc = rpc.NewServer(a.pipeline, rpc.Options{MaxRecvBytes: maxRecv, Logger: a.Logger})
 	a.rpc.SetServing(true)
 	go a.rpc.Serve(a.grpcLis)
 	a.ready.Store(true)
 	a.Logger.Info("jsctl serving", "grpc", a.GRPCAddr(), "http", a.HTTPAddr(), "data_dir", cfg.DataDir, "nats", a.nats.ClientURL())
+	return nil
+}
+
+// openGroups creates or updates the configured consumer groups, and makes
+// sure every group the ledger knows still has its JetStream consumer.
+func (a *App) openGroups(ctx context.Context) error {
+	declared := map[string]bool{}
+	for _, gc := range a.Config.Groups {
+		g := gc.Group()
+		if err := a.pipeline.SaveGroup(ctx, &g); err != nil {
+			return fmt.Errorf("group %s: %w", g.Name, err)
+		}
+		declared[g.Name] = true
+	}
+	for _, g := range a.ledger.Groups() {
+		if !declared[g.Name] {
+			if err := a.queue.EnsureGroup(ctx, g); err != nil {
+				return fmt.Errorf("group %s: %w", g.Name, err)
+			}
+		}
+	}
 	return nil
 }
 

@@ -283,3 +283,6 @@ func TestHealthReflectionAndHTTP(t *testing.T) {
 		}
 	}
 }
+
+// statusCode is the gRPC code of err.
+func statusCode(err error) codes.Code { return status.Code(err) }

@@ -43,6 +43,45 @@ type Config struct {
 	NATS   NATSConfig   `yaml:"nats"`
 	Ledger LedgerConfig `yaml:"ledger"`
 	Limits LimitsConfig `yaml:"limits"`
+	// Groups are consumer groups created or updated at start. Others are
+	// created by the first Subscribe that names them, with the defaults
+	// below. Default none.
+	Groups []GroupConfig `yaml:"groups"`
+}
+
+// GroupConfig declares a consumer group.
+type GroupConfig struct {
+	// Name: letters, digits, '-' and '_'. Required.
+	Name string `yaml:"name"`
+	// Filters are event types with '*' and '>' wildcards; empty for all.
+	Filters []string `yaml:"filters"`
+	// MaxDeliveries before the event FAILS in this group. Default 5.
+	MaxDeliveries int `yaml:"max_deliveries"`
+	// AckWait before an unsettled delivery is delivered again. Default 30s.
+	AckWait time.Duration `yaml:"ack_wait"`
+	// Backoff replaces ack_wait per delivery (delivery n waits backoff[n-1],
+	// the last repeats) and is the delay after a nak without its own.
+	// Default none.
+	Backoff []time.Duration `yaml:"backoff"`
+	// MaxAckPending caps unsettled deliveries in the group. Default 1000.
+	MaxAckPending int `yaml:"max_ack_pending"`
+}
+
+// Group returns the group with defaults filled in.
+func (g GroupConfig) Group() event.Group {
+	out := event.DefaultGroup(g.Name)
+	out.Filters = g.Filters
+	if g.MaxDeliveries != 0 {
+		out.MaxDeliveries = g.MaxDeliveries
+	}
+	if g.AckWait != 0 {
+		out.AckWait = g.AckWait
+	}
+	out.Backoff = g.Backoff
+	if g.MaxAckPending != 0 {
+		out.MaxAckPending = g.MaxAckPending
+	}
+	return out
 }
 
 // GRPCConfig is the gRPC API.
@@ -136,6 +175,7 @@ func DefaultConfig() Config {
 			MaxHeaderBytes:         l.MaxHeaderBytes,
 			MaxIdempotencyKeyBytes: l.MaxIdempotencyKeyBytes,
 		},
+		Groups: []GroupConfig{},
 	}
 }
 
@@ -208,7 +248,7 @@ func ConfigKeys() []string {
 	walk = func(t reflect.Type, prefix string) {
 		for f := range t.Fields() {
 			name := prefix + f.Tag.Get("yaml")
-			if f.Type.Kind() == reflect.Struct {
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Duration]() {
 				walk(f.Type, name+".")
 				continue
 			}
@@ -280,6 +320,20 @@ func (c *Config) Validate() error {
 	}
 	if err := event.DefaultLimits().CheckType(c.NATS.SubjectPrefix); err != nil {
 		bad("nats.subject_prefix", "%q is not a subject: %v", c.NATS.SubjectPrefix, err)
+	}
+	if c.NATS.SubjectPrefix == "jsctl" || strings.HasPrefix(c.NATS.SubjectPrefix, "jsctl.") {
+		bad("nats.subject_prefix", "jsctl.> is reserved for redrive messages")
+	}
+	seen := map[string]bool{}
+	for i, gc := range c.Groups {
+		g := gc.Group()
+		if err := g.Check(c.EventLimits()); err != nil {
+			bad(fmt.Sprintf("groups[%d]", i), "%v", err)
+		}
+		if seen[g.Name] {
+			bad(fmt.Sprintf("groups[%d].name", i), "group %q is declared twice", g.Name)
+		}
+		seen[g.Name] = true
 	}
 	if c.NATS.Stream == "" || strings.ContainsAny(c.NATS.Stream, ".*> \t\r\n/\\") {
 		bad("nats.stream", "%q is not a stream name (no spaces, '.', '*', '>', '/' or '\\')", c.NATS.Stream)

@@ -72,15 +72,16 @@ func (q *Queue) Fetch(ctx context.Context, group string, n int, deliver func(*ev
 	if err != nil {
 		return err
 	}
-	wait := time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		wait = min(wait, time.Until(dl))
-	}
-	if wait < 10*time.Millisecond {
-		return ctx.Err()
-	}
-	batch, err := c.Fetch(n, jetstream.FetchMaxWait(wait))
+	// A fetch tied to ctx: when the subscriber goes away, the client drops
+	// the pull request's inbox and JetStream, seeing no interest, delivers
+	// nothing more to it.
+	fctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	batch, err := c.Fetch(n, jetstream.FetchContext(fctx))
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("fetch from group %s: %w", group, err)
 	}
 	for m := range batch.Messages() {
@@ -90,7 +91,7 @@ func (q *Queue) Fetch(ctx context.Context, group string, n int, deliver func(*ev
 		}
 		deliver(d)
 	}
-	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+	if err := batch.Error(); err != nil && ctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("fetch from group %s: %w", group, err)
 	}
 	return nil

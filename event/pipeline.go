@@ -79,8 +79,8 @@ type Pipeline struct {
 	Ledger    Ledger
 	Queue     Queue
 	Consumers Consumers
-	Limits Limits // default DefaultLimits()
-	Logger *slog.Logger
+	Limits    Limits // default DefaultLimits()
+	Logger    *slog.Logger
 
 	// PublishTimeout bounds how long a publish keeps going after the client
 	// gave up waiting for it. Default 30s.
