@@ -88,6 +88,7 @@ func encodeState(buf []byte, s *state) []byte {
 		buf = binary.AppendUvarint(buf, uint64(g.Deliveries))
 		buf = appendString(buf, g.LastReason)
 		buf = binary.AppendVarint(buf, g.UpdatedAt.UnixNano())
+		buf = binary.AppendUvarint(buf, g.Sequence)
 	}
 	return buf
 }
@@ -117,6 +118,7 @@ func decodeState(b []byte) (*state, error) {
 			g.Deliveries = uint32(d.uvarint())
 			g.LastReason = d.string()
 			g.UpdatedAt = time.Unix(0, d.varint()).UTC()
+			g.Sequence = d.uvarint()
 			s.Groups = append(s.Groups, g)
 		}
 	}

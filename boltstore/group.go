@@ -186,10 +186,13 @@ func interested(groups map[string]event.Group, eventType string, seq uint64) []s
 func (st *state) applyGroup(u event.GroupUpdate, interestedGroups []string) bool {
 	i := slices.IndexFunc(st.Groups, func(g event.GroupStatus) bool { return g.Group == u.Group })
 	if i < 0 {
-		st.Groups = append(st.Groups, event.GroupStatus{Group: u.Group, Status: event.StatusPublished})
+		st.Groups = append(st.Groups, event.GroupStatus{Group: u.Group, Status: event.StatusPublished, Sequence: st.Sequence})
 		i = len(st.Groups) - 1
 	}
 	g := &st.Groups[i]
+	if u.Sequence != 0 && g.Sequence != 0 && u.Sequence != g.Sequence && u.Outcome != event.OutcomeRedriven {
+		return false // about an earlier message of the event (before a redrive)
+	}
 	from := g.Status
 	reason := u.Reason
 	switch u.Outcome {
@@ -223,6 +226,7 @@ func (st *state) applyGroup(u event.GroupUpdate, interestedGroups []string) bool
 		}
 		g.Status = event.StatusPublished
 		g.Deliveries = 0
+		g.Sequence = u.Sequence
 	default:
 		return false
 	}

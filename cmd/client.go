@@ -54,8 +54,12 @@ func (o *clientOptions) call(c *cobra.Command, fn func(ctx context.Context, cc *
 		return fmt.Errorf("connect to %s: %w", o.addr, err)
 	}
 	defer cc.Close()
-	ctx, cancel := context.WithTimeout(runContext(c), o.timeout)
-	defer cancel()
+	ctx := runContext(c)
+	if o.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+	}
 	return fn(ctx, cc)
 }
 

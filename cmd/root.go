@@ -24,7 +24,8 @@ records every event and its status in a local bbolt ledger.
 
   jsctl serve                           run the appliance (./data, gRPC on 127.0.0.1:50051)
   jsctl publish order.created '{"id":1}' publish an event
-  jsctl status <correlation-id>         show an event's status`,
+  jsctl status <correlation-id>         show an event's status
+  jsctl subscribe billing --filter 'order.>' --exec ./handle.sh   consume events`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -33,6 +34,9 @@ records every event and its status in a local bbolt ledger.
 		newPublishCommand(),
 		newStatusCommand(),
 		newHealthCommand(),
+		newSubscribeCommand(),
+		newRedriveCommand(),
+		newEventsCommand(),
 		newVersionCommand(),
 	)
 	return root

@@ -11,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/jsctl/jsctl/proto/controller/v1"
 )
@@ -19,11 +21,13 @@ import (
 type statusOptions struct {
 	clientOptions
 	payload bool
+	wait    bool
 }
 
 func (o *statusOptions) AddFlags(fs *pflag.FlagSet) {
 	o.clientOptions.AddFlags(fs)
 	fs.BoolVar(&o.payload, "payload", false, "also print the payload")
+	fs.BoolVarP(&o.wait, "wait", "w", false, "wait for PROCESSED (exit 0) or FAILED (exit 1); exit 2 on --timeout (default 30s with --wait)")
 }
 
 func newStatusCommand() *cobra.Command {
@@ -34,23 +38,76 @@ func newStatusCommand() *cobra.Command {
 		Long: `Ask a running jsctl for an event's status over gRPC. It never opens the
 ledger file, so it works while the server runs.`,
 		Example: `  jsctl status 0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b
-  jsctl status 0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b -o json | jq -r .status`,
+  jsctl status 0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b -o json | jq -r .status
+  jsctl status 0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b --wait --timeout 1m && echo done`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			if o.wait {
+				if !c.Flags().Changed("timeout") {
+					o.timeout = 30 * time.Second
+				}
+				return o.call(c, func(ctx context.Context, cc *grpc.ClientConn) error {
+					return o.waitFor(ctx, c, pb.NewControllerClient(cc), args[0])
+				})
+			}
 			return o.call(c, func(ctx context.Context, cc *grpc.ClientConn) error {
 				resp, err := pb.NewControllerClient(cc).EventStatus(ctx, &pb.EventStatusRequest{CorrelationId: args[0], IncludePayload: o.payload})
 				if err != nil {
 					return err
 				}
-				if o.output == "json" {
-					return printJSON(c.OutOrStdout(), resp)
-				}
-				return printStatus(c.OutOrStdout(), resp, o.payload)
+				return o.print(c, resp)
 			})
 		},
 	}
 	o.AddFlags(c.Flags())
 	return c
+}
+
+// Exit codes of `jsctl status --wait`.
+const (
+	exitProcessed = 0
+	exitFailed    = 1
+	exitTimeout   = 2
+)
+
+// waitFor follows the event with WatchEvent until PROCESSED, FAILED or the
+// deadline, prints the last status, and returns the matching exit code.
+func (o *statusOptions) waitFor(ctx context.Context, c *cobra.Command, client pb.ControllerClient, id string) error {
+	watch, err := client.WatchEvent(ctx, &pb.EventStatusRequest{CorrelationId: id, IncludePayload: o.payload})
+	if err != nil {
+		return err
+	}
+	var last *pb.EventStatusResponse
+	for {
+		resp, err := watch.Recv()
+		if err != nil {
+			if status.Code(err) == codes.DeadlineExceeded || ctx.Err() != nil {
+				if last != nil {
+					o.print(c, last)
+				}
+				return &ExitError{Code: exitTimeout, Err: fmt.Errorf("timed out after %s; last status %s", o.timeout, statusName(last.GetStatus()))}
+			}
+			return err
+		}
+		last = resp
+		switch resp.GetStatus() {
+		case pb.Status_STATUS_PROCESSED:
+			return o.print(c, resp)
+		case pb.Status_STATUS_FAILED:
+			if err := o.print(c, resp); err != nil {
+				return err
+			}
+			return &ExitError{Code: exitFailed, Err: fmt.Errorf("event %s FAILED", id)}
+		}
+		fmt.Fprintf(c.ErrOrStderr(), "%s  %s\n", time.Now().Format(time.TimeOnly), statusName(resp.GetStatus()))
+	}
+}
+
+func (o *statusOptions) print(c *cobra.Command, r *pb.EventStatusResponse) error {
+	if o.output == "json" {
+		return printJSON(c.OutOrStdout(), r)
+	}
+	return printStatus(c.OutOrStdout(), r, o.payload)
 }
 
 // statusName is "PUBLISHED" for STATUS_PUBLISHED.

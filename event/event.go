@@ -107,6 +107,10 @@ type GroupStatus struct {
 	Deliveries uint32
 	LastReason string
 	UpdatedAt  time.Time
+	// Sequence is the stream sequence of the message the group works on:
+	// the event's own, or its latest redrive. Reports about other messages
+	// of the event are stale.
+	Sequence uint64
 }
 
 // BodyHash identifies what a producer sent: type, headers and payload. Two
