@@ -137,7 +137,11 @@ func printStatus(out io.Writer, r *pb.EventStatusResponse, withPayload bool) err
 		w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(w, "  GROUP\tSTATUS\tDELIVERIES\tLAST REASON")
 		for _, g := range r.GetGroups() {
-			fmt.Fprintf(w, "  %s\t%s\t%d\t%s\n", g.GetGroup(), statusName(g.GetStatus()), g.GetDeliveryCount(), g.GetLastReason())
+			line := fmt.Sprintf("  %s\t%s\t%d", g.GetGroup(), statusName(g.GetStatus()), g.GetDeliveryCount())
+			if g.GetLastReason() != "" {
+				line += "\t" + g.GetLastReason()
+			}
+			fmt.Fprintln(w, line)
 		}
 		if err := w.Flush(); err != nil {
 			return err
