@@ -405,3 +405,21 @@ func TestSubscribeCreatesGroup(t *testing.T) {
 		}
 	})
 }
+
+// TestMaxDeliveriesByAckTimeout: a subscriber that never settles exhausts the
+// deliveries by ack timeouts; JetStream's MAX_DELIVERIES advisory fails the
+// event.
+func TestMaxDeliveriesByAckTimeout(t *testing.T) {
+	_, c := consumerApp(t, GroupConfig{Name: "silent", MaxDeliveries: 2, AckWait: 200 * time.Millisecond})
+	sub := subscribe(t, c, "silent", nil, 10)
+	id := publish(t, c, &pb.NewEventRequest{EventType: "a"}).GetCorrelationId()
+	for want := uint32(1); want <= 2; want++ {
+		if d := sub.next(); d.GetCorrelationId() != id || d.GetDeliveryCount() != want {
+			t.Fatalf("delivery %d: %v", want, d)
+		}
+	}
+	st := waitStatus(t, c, id, pb.Status_STATUS_FAILED)
+	if gs := groupStatus(st, "silent"); !strings.Contains(gs.GetLastReason(), "max deliveries (2) reached") {
+		t.Fatalf("group status %v", gs)
+	}
+}
