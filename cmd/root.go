@@ -37,6 +37,7 @@ records every event and its status in a local bbolt ledger.
 		newSubscribeCommand(),
 		newRedriveCommand(),
 		newEventsCommand(),
+		newBenchCommand(),
 		newVersionCommand(),
 	)
 	return root

@@ -29,6 +29,11 @@ type Server struct {
 	// MaxPayload is the largest message the server accepts. Default 1 MiB + 64 KiB.
 	MaxPayload int32
 
+	// SyncAlways makes JetStream fsync every message before acknowledging
+	// it. jsctl does not need it (its ledger is the durable record); `jsctl
+	// bench` uses it for its baseline. Default false.
+	SyncAlways bool
+
 	// ReadyTimeout bounds how long Open waits for the server. Default 10s.
 	ReadyTimeout time.Duration
 
@@ -63,6 +68,7 @@ func (s *Server) Open() error {
 		MaxPayload: s.MaxPayload,
 		NoSigs:     true,
 		DontListen: s.Listen == "",
+		SyncAlways: s.SyncAlways,
 	}
 	if s.Listen != "" {
 		host, port, err := splitHostPort(s.Listen)

@@ -242,7 +242,9 @@ type NewEventResponse struct {
 	// True when the event is durable in the ledger and in the stream.
 	Ack bool `protobuf:"varint,1,opt,name=ack,proto3" json:"ack,omitempty"`
 	// The stored event (payload omitted).
-	Event         *Event `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	Event *Event `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	// PublishEvents only: why this event was not acknowledged.
+	Error         *EventError `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -291,6 +293,67 @@ func (x *NewEventResponse) GetEvent() *Event {
 	return nil
 }
 
+func (x *NewEventResponse) GetError() *EventError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// EventError is a per-event failure in PublishEvents.
+type EventError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A gRPC status code, as NewEvent would return it (3 INVALID_ARGUMENT, ...).
+	Code          int32  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventError) Reset() {
+	*x = EventError{}
+	mi := &file_controller_v1_controller_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventError) ProtoMessage() {}
+
+func (x *EventError) ProtoReflect() protoreflect.Message {
+	mi := &file_controller_v1_controller_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventError.ProtoReflect.Descriptor instead.
+func (*EventError) Descriptor() ([]byte, []int) {
+	return file_controller_v1_controller_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *EventError) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *EventError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // Event is one event as jsctl recorded it.
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -310,7 +373,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_controller_v1_controller_proto_msgTypes[2]
+	mi := &file_controller_v1_controller_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -322,7 +385,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_controller_v1_controller_proto_msgTypes[2]
+	mi := &file_controller_v1_controller_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -335,7 +398,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_controller_v1_controller_proto_rawDescGZIP(), []int{2}
+	return file_controller_v1_controller_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Event) GetCorrelationId() string {
@@ -399,7 +462,7 @@ type EventStatusRequest struct {
 
 func (x *EventStatusRequest) Reset() {
 	*x = EventStatusRequest{}
-	mi := &file_controller_v1_controller_proto_msgTypes[3]
+	mi := &file_controller_v1_controller_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -411,7 +474,7 @@ func (x *EventStatusRequest) String() string {
 func (*EventStatusRequest) ProtoMessage() {}
 
 func (x *EventStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_controller_v1_controller_proto_msgTypes[3]
+	mi := &file_controller_v1_controller_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -424,7 +487,7 @@ func (x *EventStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventStatusRequest.ProtoReflect.Descriptor instead.
 func (*EventStatusRequest) Descriptor() ([]byte, []int) {
-	return file_controller_v1_controller_proto_rawDescGZIP(), []int{3}
+	return file_controller_v1_controller_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *EventStatusRequest) GetCorrelationId() string {
@@ -456,7 +519,7 @@ type EventStatusResponse struct {
 
 func (x *EventStatusResponse) Reset() {
 	*x = EventStatusResponse{}
-	mi := &file_controller_v1_controller_proto_msgTypes[4]
+	mi := &file_controller_v1_controller_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -468,7 +531,7 @@ func (x *EventStatusResponse) String() string {
 func (*EventStatusResponse) ProtoMessage() {}
 
 func (x *EventStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_controller_v1_controller_proto_msgTypes[4]
+	mi := &file_controller_v1_controller_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -481,7 +544,7 @@ func (x *EventStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventStatusResponse.ProtoReflect.Descriptor instead.
 func (*EventStatusResponse) Descriptor() ([]byte, []int) {
-	return file_controller_v1_controller_proto_rawDescGZIP(), []int{4}
+	return file_controller_v1_controller_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *EventStatusResponse) GetStatus() Status {
@@ -526,7 +589,7 @@ type GroupStatus struct {
 
 func (x *GroupStatus) Reset() {
 	*x = GroupStatus{}
-	mi := &file_controller_v1_controller_proto_msgTypes[5]
+	mi := &file_controller_v1_controller_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +601,7 @@ func (x *GroupStatus) String() string {
 func (*GroupStatus) ProtoMessage() {}
 
 func (x *GroupStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_controller_v1_controller_proto_msgTypes[5]
+	mi := &file_controller_v1_controller_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +614,7 @@ func (x *GroupStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupStatus.ProtoReflect.Descriptor instead.
 func (*GroupStatus) Descriptor() ([]byte, []int) {
-	return file_controller_v1_controller_proto_rawDescGZIP(), []int{5}
+	return file_controller_v1_controller_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GroupStatus) GetGroup() string {
@@ -608,7 +671,7 @@ type Transition struct {
 
 func (x *Transition) Reset() {
 	*x = Transition{}
-	mi := &file_controller_v1_controller_proto_msgTypes[6]
+	mi := &file_controller_v1_controller_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -620,7 +683,7 @@ func (x *Transition) String() string {
 func (*Transition) ProtoMessage() {}
 
 func (x *Transition) ProtoReflect() protoreflect.Message {
-	mi := &file_controller_v1_controller_proto_msgTypes[6]
+	mi := &file_controller_v1_controller_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -633,7 +696,7 @@ func (x *Transition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transition.ProtoReflect.Descriptor instead.
 func (*Transition) Descriptor() ([]byte, []int) {
-	return file_controller_v1_controller_proto_rawDescGZIP(), []int{6}
+	return file_controller_v1_controller_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Transition) GetFrom() Status {
@@ -699,7 +762,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_controller_v1_controller_proto_msgTypes[7]
+	mi := &file_controller_v1_controller_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -711,7 +774,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_controller_v1_controller_proto_msgTypes[7]
+	mi := &file_controller_v1_controller_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -724,7 +787,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_controller_v1_controller_proto_rawDescGZIP(), []int{7}
+	return file_controller_v1_controller_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SubscribeRequest) GetRequest() isSubscribeRequest_Request {
@@ -785,7 +848,7 @@ type SubscribeOpen struct {
 
 func (x *SubscribeOpen) Reset() {
 	*x = SubscribeOpen{}
-	mi := &file_controller_v1_controller_proto_msgTypes[8]
+	mi := &file_controller_v1_controller_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -797,7 +860,7 @@ func (x *SubscribeOpen) String() string {
 func (*SubscribeOpen) ProtoMessage() {}
 
 func (x *SubscribeOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_controller_v1_controller_proto_msgTypes[8]
+	mi := &file_controller_v1_controller_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -810,7 +873,7 @@ func (x *SubscribeOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeOpen.ProtoReflect.Descriptor instead.
 func (*SubscribeOpen) Descriptor() ([]byte, []int) {
-	return file_controller_v1_controller_proto_rawDescGZIP(), []int{8}
+	return file_controller_v1_controller_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SubscribeOpen) GetGroup() string {
@@ -850,7 +913,7 @@ type Settle struct {
 
 func (x *Settle) Reset() {
 	*x = Settle{}
-	mi := &file_controller_v1_controller_proto_msgTypes[9]
+	mi := &file_controller_v1_controller_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -862,7 +925,7 @@ func (x *Settle) String() string {
 func (*Settle) ProtoMessage() {}
 
 func (x *Settle) ProtoReflect() protoreflect.Message {
-	mi := &file_controller_v1_controller_proto_msgTypes[9]
+	mi := &file_controller_v1_controller_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -875,7 +938,7 @@ func (x *Settle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Settle.ProtoReflect.Descriptor instead.
 func (*Settle) Descriptor() ([]byte, []int) {
-	return file_controller_v1_controller_proto_rawDescGZIP(), []int{9}
+	return file_controller_v1_controller_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Settle) GetDeliveryId() string {
@@ -927,7 +990,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_controller_v1_controller_proto_msgTypes[10]
+	mi := &file_controller_v1_controller_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -939,7 +1002,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_controller_v1_controller_proto_msgTypes[10]
+	mi := &file_controller_v1_controller_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -952,7 +1015,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_controller_v1_controller_proto_rawDescGZIP(), []int{10}
+	return file_controller_v1_controller_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Delivery) GetDeliveryId() string {
@@ -1032,7 +1095,7 @@ type SettleResult struct {
 
 func (x *SettleResult) Reset() {
 	*x = SettleResult{}
-	mi := &file_controller_v1_controller_proto_msgTypes[11]
+	mi := &file_controller_v1_controller_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1107,7 @@ func (x *SettleResult) String() string {
 func (*SettleResult) ProtoMessage() {}
 
 func (x *SettleResult) ProtoReflect() protoreflect.Message {
-	mi := &file_controller_v1_controller_proto_msgTypes[11]
+	mi := &file_controller_v1_controller_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1120,7 @@ func (x *SettleResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettleResult.ProtoReflect.Descriptor instead.
 func (*SettleResult) Descriptor() ([]byte, []int) {
-	return file_controller_v1_controller_proto_rawDescGZIP(), []int{11}
+	return file_controller_v1_controller_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SettleResult) GetDeliveryId() string {
@@ -1099,7 +1162,7 @@ type RedriveRequest struct {
 
 func (x *RedriveRequest) Reset() {
 	*x = RedriveRequest{}
-	mi := &file_controller_v1_controller_proto_msgTypes[12]
+	mi := &file_controller_v1_controller_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1174,7 @@ func (x *RedriveRequest) String() string {
 func (*RedriveRequest) ProtoMessage() {}
 
 func (x *RedriveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_controller_v1_controller_proto_msgTypes[12]
+	mi := &file_controller_v1_controller_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1187,7 @@ func (x *RedriveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveRequest.ProtoReflect.Descriptor instead.
 func (*RedriveRequest) Descriptor() ([]byte, []int) {
-	return file_controller_v1_controller_proto_rawDescGZIP(), []int{12}
+	return file_controller_v1_controller_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RedriveRequest) GetCorrelationId() string {
@@ -1153,7 +1216,7 @@ type RedriveResponse struct {
 
 func (x *RedriveResponse) Reset() {
 	*x = RedriveResponse{}
-	mi := &file_controller_v1_controller_proto_msgTypes[13]
+	mi := &file_controller_v1_controller_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1165,7 +1228,7 @@ func (x *RedriveResponse) String() string {
 func (*RedriveResponse) ProtoMessage() {}
 
 func (x *RedriveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_controller_v1_controller_proto_msgTypes[13]
+	mi := &file_controller_v1_controller_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1178,7 +1241,7 @@ func (x *RedriveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveResponse.ProtoReflect.Descriptor instead.
 func (*RedriveResponse) Descriptor() ([]byte, []int) {
-	return file_controller_v1_controller_proto_rawDescGZIP(), []int{13}
+	return file_controller_v1_controller_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RedriveResponse) GetStatus() *EventStatusResponse {
@@ -1215,7 +1278,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_controller_v1_controller_proto_msgTypes[14]
+	mi := &file_controller_v1_controller_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1227,7 +1290,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_controller_v1_controller_proto_msgTypes[14]
+	mi := &file_controller_v1_controller_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1240,7 +1303,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_controller_v1_controller_proto_rawDescGZIP(), []int{14}
+	return file_controller_v1_controller_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListEventsRequest) GetStatus() Status {
@@ -1297,7 +1360,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_controller_v1_controller_proto_msgTypes[15]
+	mi := &file_controller_v1_controller_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1372,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_controller_v1_controller_proto_msgTypes[15]
+	mi := &file_controller_v1_controller_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1385,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_controller_v1_controller_proto_rawDescGZIP(), []int{15}
+	return file_controller_v1_controller_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListEventsResponse) GetEvents() []*Event {
@@ -1352,10 +1415,15 @@ const file_controller_v1_controller_proto_rawDesc = "" +
 	"\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKey\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"P\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x01\n" +
 	"\x10NewEventResponse\x12\x10\n" +
 	"\x03ack\x18\x01 \x01(\bR\x03ack\x12*\n" +
-	"\x05event\x18\x02 \x01(\v2\x14.controller.v1.EventR\x05event\"\xf3\x02\n" +
+	"\x05event\x18\x02 \x01(\v2\x14.controller.v1.EventR\x05event\x12/\n" +
+	"\x05error\x18\x03 \x01(\v2\x19.controller.v1.EventErrorR\x05error\":\n" +
+	"\n" +
+	"EventError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xf3\x02\n" +
 	"\x05Event\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12\x1d\n" +
 	"\n" +
@@ -1458,10 +1526,11 @@ const file_controller_v1_controller_proto_rawDesc = "" +
 	"\x11SETTLE_ACTION_ACK\x10\x01\x12\x15\n" +
 	"\x11SETTLE_ACTION_NAK\x10\x02\x12\x1d\n" +
 	"\x19SETTLE_ACTION_IN_PROGRESS\x10\x03\x12\x1b\n" +
-	"\x17SETTLE_ACTION_TERMINATE\x10\x042\xee\x03\n" +
+	"\x17SETTLE_ACTION_TERMINATE\x10\x042\xc4\x04\n" +
 	"\n" +
 	"Controller\x12K\n" +
 	"\bNewEvent\x12\x1e.controller.v1.NewEventRequest\x1a\x1f.controller.v1.NewEventResponse\x12T\n" +
+	"\rPublishEvents\x12\x1e.controller.v1.NewEventRequest\x1a\x1f.controller.v1.NewEventResponse(\x010\x01\x12T\n" +
 	"\vEventStatus\x12!.controller.v1.EventStatusRequest\x1a\".controller.v1.EventStatusResponse\x12I\n" +
 	"\tSubscribe\x12\x1f.controller.v1.SubscribeRequest\x1a\x17.controller.v1.Delivery(\x010\x01\x12U\n" +
 	"\n" +
@@ -1483,76 +1552,80 @@ func file_controller_v1_controller_proto_rawDescGZIP() []byte {
 }
 
 var file_controller_v1_controller_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_controller_v1_controller_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_controller_v1_controller_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_controller_v1_controller_proto_goTypes = []any{
 	(Status)(0),                   // 0: controller.v1.Status
 	(SettleAction)(0),             // 1: controller.v1.SettleAction
 	(*NewEventRequest)(nil),       // 2: controller.v1.NewEventRequest
 	(*NewEventResponse)(nil),      // 3: controller.v1.NewEventResponse
-	(*Event)(nil),                 // 4: controller.v1.Event
-	(*EventStatusRequest)(nil),    // 5: controller.v1.EventStatusRequest
-	(*EventStatusResponse)(nil),   // 6: controller.v1.EventStatusResponse
-	(*GroupStatus)(nil),           // 7: controller.v1.GroupStatus
-	(*Transition)(nil),            // 8: controller.v1.Transition
-	(*SubscribeRequest)(nil),      // 9: controller.v1.SubscribeRequest
-	(*SubscribeOpen)(nil),         // 10: controller.v1.SubscribeOpen
-	(*Settle)(nil),                // 11: controller.v1.Settle
-	(*Delivery)(nil),              // 12: controller.v1.Delivery
-	(*SettleResult)(nil),          // 13: controller.v1.SettleResult
-	(*RedriveRequest)(nil),        // 14: controller.v1.RedriveRequest
-	(*RedriveResponse)(nil),       // 15: controller.v1.RedriveResponse
-	(*ListEventsRequest)(nil),     // 16: controller.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),    // 17: controller.v1.ListEventsResponse
-	nil,                           // 18: controller.v1.NewEventRequest.HeadersEntry
-	nil,                           // 19: controller.v1.Event.HeadersEntry
-	nil,                           // 20: controller.v1.Delivery.HeadersEntry
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
+	(*EventError)(nil),            // 4: controller.v1.EventError
+	(*Event)(nil),                 // 5: controller.v1.Event
+	(*EventStatusRequest)(nil),    // 6: controller.v1.EventStatusRequest
+	(*EventStatusResponse)(nil),   // 7: controller.v1.EventStatusResponse
+	(*GroupStatus)(nil),           // 8: controller.v1.GroupStatus
+	(*Transition)(nil),            // 9: controller.v1.Transition
+	(*SubscribeRequest)(nil),      // 10: controller.v1.SubscribeRequest
+	(*SubscribeOpen)(nil),         // 11: controller.v1.SubscribeOpen
+	(*Settle)(nil),                // 12: controller.v1.Settle
+	(*Delivery)(nil),              // 13: controller.v1.Delivery
+	(*SettleResult)(nil),          // 14: controller.v1.SettleResult
+	(*RedriveRequest)(nil),        // 15: controller.v1.RedriveRequest
+	(*RedriveResponse)(nil),       // 16: controller.v1.RedriveResponse
+	(*ListEventsRequest)(nil),     // 17: controller.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),    // 18: controller.v1.ListEventsResponse
+	nil,                           // 19: controller.v1.NewEventRequest.HeadersEntry
+	nil,                           // 20: controller.v1.Event.HeadersEntry
+	nil,                           // 21: controller.v1.Delivery.HeadersEntry
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 23: google.protobuf.Duration
 }
 var file_controller_v1_controller_proto_depIdxs = []int32{
-	18, // 0: controller.v1.NewEventRequest.headers:type_name -> controller.v1.NewEventRequest.HeadersEntry
-	4,  // 1: controller.v1.NewEventResponse.event:type_name -> controller.v1.Event
-	21, // 2: controller.v1.Event.created_at:type_name -> google.protobuf.Timestamp
-	0,  // 3: controller.v1.Event.status:type_name -> controller.v1.Status
-	19, // 4: controller.v1.Event.headers:type_name -> controller.v1.Event.HeadersEntry
-	0,  // 5: controller.v1.EventStatusResponse.status:type_name -> controller.v1.Status
-	4,  // 6: controller.v1.EventStatusResponse.event:type_name -> controller.v1.Event
-	7,  // 7: controller.v1.EventStatusResponse.groups:type_name -> controller.v1.GroupStatus
-	8,  // 8: controller.v1.EventStatusResponse.history:type_name -> controller.v1.Transition
-	0,  // 9: controller.v1.GroupStatus.status:type_name -> controller.v1.Status
-	21, // 10: controller.v1.GroupStatus.updated_at:type_name -> google.protobuf.Timestamp
-	0,  // 11: controller.v1.Transition.from:type_name -> controller.v1.Status
-	0,  // 12: controller.v1.Transition.to:type_name -> controller.v1.Status
-	21, // 13: controller.v1.Transition.time:type_name -> google.protobuf.Timestamp
-	10, // 14: controller.v1.SubscribeRequest.open:type_name -> controller.v1.SubscribeOpen
-	11, // 15: controller.v1.SubscribeRequest.settle:type_name -> controller.v1.Settle
-	1,  // 16: controller.v1.Settle.action:type_name -> controller.v1.SettleAction
-	22, // 17: controller.v1.Settle.delay:type_name -> google.protobuf.Duration
-	20, // 18: controller.v1.Delivery.headers:type_name -> controller.v1.Delivery.HeadersEntry
-	13, // 19: controller.v1.Delivery.settled:type_name -> controller.v1.SettleResult
-	1,  // 20: controller.v1.SettleResult.action:type_name -> controller.v1.SettleAction
-	6,  // 21: controller.v1.RedriveResponse.status:type_name -> controller.v1.EventStatusResponse
-	0,  // 22: controller.v1.ListEventsRequest.status:type_name -> controller.v1.Status
-	21, // 23: controller.v1.ListEventsRequest.since:type_name -> google.protobuf.Timestamp
-	21, // 24: controller.v1.ListEventsRequest.until:type_name -> google.protobuf.Timestamp
-	4,  // 25: controller.v1.ListEventsResponse.events:type_name -> controller.v1.Event
-	2,  // 26: controller.v1.Controller.NewEvent:input_type -> controller.v1.NewEventRequest
-	5,  // 27: controller.v1.Controller.EventStatus:input_type -> controller.v1.EventStatusRequest
-	9,  // 28: controller.v1.Controller.Subscribe:input_type -> controller.v1.SubscribeRequest
-	5,  // 29: controller.v1.Controller.WatchEvent:input_type -> controller.v1.EventStatusRequest
-	14, // 30: controller.v1.Controller.Redrive:input_type -> controller.v1.RedriveRequest
-	16, // 31: controller.v1.Controller.ListEvents:input_type -> controller.v1.ListEventsRequest
-	3,  // 32: controller.v1.Controller.NewEvent:output_type -> controller.v1.NewEventResponse
-	6,  // 33: controller.v1.Controller.EventStatus:output_type -> controller.v1.EventStatusResponse
-	12, // 34: controller.v1.Controller.Subscribe:output_type -> controller.v1.Delivery
-	6,  // 35: controller.v1.Controller.WatchEvent:output_type -> controller.v1.EventStatusResponse
-	15, // 36: controller.v1.Controller.Redrive:output_type -> controller.v1.RedriveResponse
-	17, // 37: controller.v1.Controller.ListEvents:output_type -> controller.v1.ListEventsResponse
-	32, // [32:38] is the sub-list for method output_type
-	26, // [26:32] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	19, // 0: controller.v1.NewEventRequest.headers:type_name -> controller.v1.NewEventRequest.HeadersEntry
+	5,  // 1: controller.v1.NewEventResponse.event:type_name -> controller.v1.Event
+	4,  // 2: controller.v1.NewEventResponse.error:type_name -> controller.v1.EventError
+	22, // 3: controller.v1.Event.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 4: controller.v1.Event.status:type_name -> controller.v1.Status
+	20, // 5: controller.v1.Event.headers:type_name -> controller.v1.Event.HeadersEntry
+	0,  // 6: controller.v1.EventStatusResponse.status:type_name -> controller.v1.Status
+	5,  // 7: controller.v1.EventStatusResponse.event:type_name -> controller.v1.Event
+	8,  // 8: controller.v1.EventStatusResponse.groups:type_name -> controller.v1.GroupStatus
+	9,  // 9: controller.v1.EventStatusResponse.history:type_name -> controller.v1.Transition
+	0,  // 10: controller.v1.GroupStatus.status:type_name -> controller.v1.Status
+	22, // 11: controller.v1.GroupStatus.updated_at:type_name -> google.protobuf.Timestamp
+	0,  // 12: controller.v1.Transition.from:type_name -> controller.v1.Status
+	0,  // 13: controller.v1.Transition.to:type_name -> controller.v1.Status
+	22, // 14: controller.v1.Transition.time:type_name -> google.protobuf.Timestamp
+	11, // 15: controller.v1.SubscribeRequest.open:type_name -> controller.v1.SubscribeOpen
+	12, // 16: controller.v1.SubscribeRequest.settle:type_name -> controller.v1.Settle
+	1,  // 17: controller.v1.Settle.action:type_name -> controller.v1.SettleAction
+	23, // 18: controller.v1.Settle.delay:type_name -> google.protobuf.Duration
+	21, // 19: controller.v1.Delivery.headers:type_name -> controller.v1.Delivery.HeadersEntry
+	14, // 20: controller.v1.Delivery.settled:type_name -> controller.v1.SettleResult
+	1,  // 21: controller.v1.SettleResult.action:type_name -> controller.v1.SettleAction
+	7,  // 22: controller.v1.RedriveResponse.status:type_name -> controller.v1.EventStatusResponse
+	0,  // 23: controller.v1.ListEventsRequest.status:type_name -> controller.v1.Status
+	22, // 24: controller.v1.ListEventsRequest.since:type_name -> google.protobuf.Timestamp
+	22, // 25: controller.v1.ListEventsRequest.until:type_name -> google.protobuf.Timestamp
+	5,  // 26: controller.v1.ListEventsResponse.events:type_name -> controller.v1.Event
+	2,  // 27: controller.v1.Controller.NewEvent:input_type -> controller.v1.NewEventRequest
+	2,  // 28: controller.v1.Controller.PublishEvents:input_type -> controller.v1.NewEventRequest
+	6,  // 29: controller.v1.Controller.EventStatus:input_type -> controller.v1.EventStatusRequest
+	10, // 30: controller.v1.Controller.Subscribe:input_type -> controller.v1.SubscribeRequest
+	6,  // 31: controller.v1.Controller.WatchEvent:input_type -> controller.v1.EventStatusRequest
+	15, // 32: controller.v1.Controller.Redrive:input_type -> controller.v1.RedriveRequest
+	17, // 33: controller.v1.Controller.ListEvents:input_type -> controller.v1.ListEventsRequest
+	3,  // 34: controller.v1.Controller.NewEvent:output_type -> controller.v1.NewEventResponse
+	3,  // 35: controller.v1.Controller.PublishEvents:output_type -> controller.v1.NewEventResponse
+	7,  // 36: controller.v1.Controller.EventStatus:output_type -> controller.v1.EventStatusResponse
+	13, // 37: controller.v1.Controller.Subscribe:output_type -> controller.v1.Delivery
+	7,  // 38: controller.v1.Controller.WatchEvent:output_type -> controller.v1.EventStatusResponse
+	16, // 39: controller.v1.Controller.Redrive:output_type -> controller.v1.RedriveResponse
+	18, // 40: controller.v1.Controller.ListEvents:output_type -> controller.v1.ListEventsResponse
+	34, // [34:41] is the sub-list for method output_type
+	27, // [27:34] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_controller_v1_controller_proto_init() }
@@ -1560,7 +1633,7 @@ func file_controller_v1_controller_proto_init() {
 	if File_controller_v1_controller_proto != nil {
 		return
 	}
-	file_controller_v1_controller_proto_msgTypes[7].OneofWrappers = []any{
+	file_controller_v1_controller_proto_msgTypes[8].OneofWrappers = []any{
 		(*SubscribeRequest_Open)(nil),
 		(*SubscribeRequest_Settle)(nil),
 	}
@@ -1570,7 +1643,7 @@ func file_controller_v1_controller_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_controller_v1_controller_proto_rawDesc), len(file_controller_v1_controller_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

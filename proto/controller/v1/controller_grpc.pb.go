@@ -28,12 +28,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Controller_NewEvent_FullMethodName    = "/controller.v1.Controller/NewEvent"
-	Controller_EventStatus_FullMethodName = "/controller.v1.Controller/EventStatus"
-	Controller_Subscribe_FullMethodName   = "/controller.v1.Controller/Subscribe"
-	Controller_WatchEvent_FullMethodName  = "/controller.v1.Controller/WatchEvent"
-	Controller_Redrive_FullMethodName     = "/controller.v1.Controller/Redrive"
-	Controller_ListEvents_FullMethodName  = "/controller.v1.Controller/ListEvents"
+	Controller_NewEvent_FullMethodName      = "/controller.v1.Controller/NewEvent"
+	Controller_PublishEvents_FullMethodName = "/controller.v1.Controller/PublishEvents"
+	Controller_EventStatus_FullMethodName   = "/controller.v1.Controller/EventStatus"
+	Controller_Subscribe_FullMethodName     = "/controller.v1.Controller/Subscribe"
+	Controller_WatchEvent_FullMethodName    = "/controller.v1.Controller/WatchEvent"
+	Controller_Redrive_FullMethodName       = "/controller.v1.Controller/Redrive"
+	Controller_ListEvents_FullMethodName    = "/controller.v1.Controller/ListEvents"
 )
 
 // ControllerClient is the client API for Controller service.
@@ -57,6 +58,15 @@ type ControllerClient interface {
 	//	                    published; retry with the same idempotency_key);
 	//	DEADLINE_EXCEEDED   the client's deadline expired (same advice).
 	NewEvent(ctx context.Context, in *NewEventRequest, opts ...grpc.CallOption) (*NewEventResponse, error)
+	// PublishEvents is NewEvent for a stream of events: each response is the
+	// ack of the request at the same position, with the same guarantee as
+	// NewEvent, in request order. Events are processed concurrently (up to
+	// 1024 in flight per stream), so a producer can keep many in flight on one
+	// stream. A request that fails gets a response with ack=false and `error`
+	// set; the stream goes on. A request that cannot be decoded (invalid UTF-8,
+	// over the size limit) ends the stream with that error after the responses
+	// to the requests before it.
+	PublishEvents(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[NewEventRequest, NewEventResponse], error)
 	// EventStatus returns the status of one event and its history.
 	//
 	// Errors: INVALID_ARGUMENT for an empty or malformed correlation_id,
@@ -109,6 +119,19 @@ func (c *controllerClient) NewEvent(ctx context.Context, in *NewEventRequest, op
 	return out, nil
 }
 
+func (c *controllerClient) PublishEvents(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[NewEventRequest, NewEventResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Controller_ServiceDesc.Streams[0], Controller_PublishEvents_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[NewEventRequest, NewEventResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Controller_PublishEventsClient = grpc.BidiStreamingClient[NewEventRequest, NewEventResponse]
+
 func (c *controllerClient) EventStatus(ctx context.Context, in *EventStatusRequest, opts ...grpc.CallOption) (*EventStatusResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(EventStatusResponse)
@@ -121,7 +144,7 @@ func (c *controllerClient) EventStatus(ctx context.Context, in *EventStatusReque
 
 func (c *controllerClient) Subscribe(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SubscribeRequest, Delivery], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Controller_ServiceDesc.Streams[0], Controller_Subscribe_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Controller_ServiceDesc.Streams[1], Controller_Subscribe_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +157,7 @@ type Controller_SubscribeClient = grpc.BidiStreamingClient[SubscribeRequest, Del
 
 func (c *controllerClient) WatchEvent(ctx context.Context, in *EventStatusRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[EventStatusResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Controller_ServiceDesc.Streams[1], Controller_WatchEvent_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Controller_ServiceDesc.Streams[2], Controller_WatchEvent_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -192,6 +215,15 @@ type ControllerServer interface {
 	//	                    published; retry with the same idempotency_key);
 	//	DEADLINE_EXCEEDED   the client's deadline expired (same advice).
 	NewEvent(context.Context, *NewEventRequest) (*NewEventResponse, error)
+	// PublishEvents is NewEvent for a stream of events: each response is the
+	// ack of the request at the same position, with the same guarantee as
+	// NewEvent, in request order. Events are processed concurrently (up to
+	// 1024 in flight per stream), so a producer can keep many in flight on one
+	// stream. A request that fails gets a response with ack=false and `error`
+	// set; the stream goes on. A request that cannot be decoded (invalid UTF-8,
+	// over the size limit) ends the stream with that error after the responses
+	// to the requests before it.
+	PublishEvents(grpc.BidiStreamingServer[NewEventRequest, NewEventResponse]) error
 	// EventStatus returns the status of one event and its history.
 	//
 	// Errors: INVALID_ARGUMENT for an empty or malformed correlation_id,
@@ -236,6 +268,9 @@ type UnimplementedControllerServer struct{}
 
 func (UnimplementedControllerServer) NewEvent(context.Context, *NewEventRequest) (*NewEventResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method NewEvent not implemented")
+}
+func (UnimplementedControllerServer) PublishEvents(grpc.BidiStreamingServer[NewEventRequest, NewEventResponse]) error {
+	return status.Error(codes.Unimplemented, "method PublishEvents not implemented")
 }
 func (UnimplementedControllerServer) EventStatus(context.Context, *EventStatusRequest) (*EventStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method EventStatus not implemented")
@@ -290,6 +325,13 @@ func _Controller_NewEvent_Handler(srv interface{}, ctx context.Context, dec func
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _Controller_PublishEvents_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ControllerServer).PublishEvents(&grpc.GenericServerStream[NewEventRequest, NewEventResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Controller_PublishEventsServer = grpc.BidiStreamingServer[NewEventRequest, NewEventResponse]
 
 func _Controller_EventStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(EventStatusRequest)
@@ -388,6 +430,12 @@ var Controller_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "PublishEvents",
+			Handler:       _Controller_PublishEvents_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
 		{
 			StreamName:    "Subscribe",
 			Handler:       _Controller_Subscribe_Handler,
