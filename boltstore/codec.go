@@ -20,7 +20,7 @@ var errShort = errors.New("record truncated")
 // encodeBody appends e's immutable part to buf.
 func encodeBody(buf []byte, e *event.Event) []byte {
 	buf = append(buf, bodyVersion)
-	buf = binary.AppendVarint(buf, e.CreatedAt.UnixNano())
+	buf = binary.AppendVarint(buf, unixNano(e.CreatedAt))
 	buf = appendString(buf, e.Type)
 	buf = appendString(buf, e.IdempotencyKey)
 	buf = binary.AppendUvarint(buf, uint64(len(e.Headers)))
@@ -45,7 +45,7 @@ func decodeBody(b []byte, e *event.Event, withPayload bool) error {
 	if v := d.byte(); v != bodyVersion {
 		return fmt.Errorf("body record version %d, want %d", v, bodyVersion)
 	}
-	e.CreatedAt = time.Unix(0, d.varint()).UTC()
+	e.CreatedAt = timeOf(d.varint())
 	e.Type = d.string()
 	e.IdempotencyKey = d.string()
 	if n := d.uvarint(); n > 0 && d.err == nil {
@@ -75,7 +75,7 @@ func encodeState(buf []byte, s *state) []byte {
 	buf = binary.AppendUvarint(buf, uint64(len(s.History)))
 	for _, t := range s.History {
 		buf = append(buf, byte(t.From), byte(t.To))
-		buf = binary.AppendVarint(buf, t.Time.UnixNano())
+		buf = binary.AppendVarint(buf, unixNano(t.Time))
 		buf = appendString(buf, t.Group)
 		buf = appendString(buf, t.Reason)
 		buf = binary.AppendUvarint(buf, uint64(t.Deliveries))
@@ -87,7 +87,7 @@ func encodeState(buf []byte, s *state) []byte {
 		buf = append(buf, byte(g.Status))
 		buf = binary.AppendUvarint(buf, uint64(g.Deliveries))
 		buf = appendString(buf, g.LastReason)
-		buf = binary.AppendVarint(buf, g.UpdatedAt.UnixNano())
+		buf = binary.AppendVarint(buf, unixNano(g.UpdatedAt))
 		buf = binary.AppendUvarint(buf, g.Sequence)
 	}
 	return buf
@@ -103,7 +103,7 @@ func decodeState(b []byte) (*state, error) {
 		s.History = make([]event.Transition, 0, min(n, 1024))
 		for i := uint64(0); i < n && d.err == nil; i++ {
 			t := event.Transition{From: event.Status(d.byte()), To: event.Status(d.byte())}
-			t.Time = time.Unix(0, d.varint()).UTC()
+			t.Time = timeOf(d.varint())
 			t.Group = d.string()
 			t.Reason = d.string()
 			t.Deliveries = uint32(d.uvarint())
@@ -117,7 +117,7 @@ func decodeState(b []byte) (*state, error) {
 			g := event.GroupStatus{Group: d.string(), Status: event.Status(d.byte())}
 			g.Deliveries = uint32(d.uvarint())
 			g.LastReason = d.string()
-			g.UpdatedAt = time.Unix(0, d.varint()).UTC()
+			g.UpdatedAt = timeOf(d.varint())
 			g.Sequence = d.uvarint()
 			s.Groups = append(s.Groups, g)
 		}
@@ -177,4 +177,19 @@ func (d *decoder) string() string {
 	s := string(d.b[:n])
 	d.b = d.b[n:]
 	return s
+}
+
+// unixNano and timeOf store times as Unix nanoseconds, the zero time as 0.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func timeOf(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns).UTC()
 }

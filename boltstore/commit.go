@@ -311,12 +311,15 @@ func (w *writer) append(r *appendReq, now time.Time, ttl time.Duration) error {
 	return nil
 }
 
-// mark records m. A mark for an event already at m.seq does nothing.
+// mark records m. A mark for an event already at m.seq does nothing. The
+// first mark of an event writes no state record: the status index entry
+// [PUBLISHED][id] carries it (see readState), which makes a mark three small
+// index writes.
 func (w *writer) mark(m mark) error {
 	if w.events.Get(m.id[:]) == nil {
 		return nil // removed since; nothing to mark
 	}
-	st, err := readState(w.state, m.id)
+	st, recorded, err := w.readState(m.id)
 	if err != nil {
 		return err
 	}
@@ -332,7 +335,18 @@ func (w *writer) mark(m mark) error {
 	if err := w.sequences.Put(seqKey(m.seq), m.id[:]); err != nil {
 		return err
 	}
+	if old.Status == event.StatusAccepted && !recorded {
+		if err := w.byStatus.Delete(statusKey(event.StatusAccepted, m.id)); err != nil {
+			return fmt.Errorf("status index: %w", err)
+		}
+		return w.byStatus.Put(statusKey(event.StatusPublished, m.id), encodeMark(nil, m))
+	}
 	return w.putState(m.id, old.Status, st)
+}
+
+// readState returns the event's state, and whether a state record holds it.
+func (w *writer) readState(id ID) (*state, bool, error) {
+	return readState(w.state, w.byStatus, id)
 }
 
 // putState writes st and moves the event in the status index.
@@ -361,17 +375,42 @@ func statusKey(s event.Status, id ID) []byte {
 // seqKey is the sequences index key.
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
 
-// readState decodes an event's state; an event without one is ACCEPTED.
-func readState(b *bolt.Bucket, id ID) (*state, error) {
-	v := b.Get(id[:])
-	if v == nil {
-		return &state{Status: event.StatusAccepted}, nil
+// readState decodes an event's state. Without a state record the event is
+// PUBLISHED if the status index holds its mark, else ACCEPTED. The boolean
+// reports whether a state record exists.
+func readState(states, byStatus *bolt.Bucket, id ID) (*state, bool, error) {
+	if v := states.Get(id[:]); v != nil {
+		st, err := decodeState(v)
+		if err != nil {
+			return nil, false, fmt.Errorf("%w: state of %s: %w", event.ErrCorrupt, id, err)
+		}
+		return st, true, nil
 	}
-	st, err := decodeState(v)
-	if err != nil {
-		return nil, fmt.Errorf("%w: state of %s: %w", event.ErrCorrupt, id, err)
+	st := &state{Status: event.StatusAccepted}
+	if v := byStatus.Get(statusKey(event.StatusPublished, id)); v != nil {
+		m, err := decodeMark(v)
+		if err != nil {
+			return nil, false, fmt.Errorf("%w: mark of %s: %w", event.ErrCorrupt, id, err)
+		}
+		m.id = id
+		st.markPublished(m)
 	}
-	return st, nil
+	return st, false, nil
+}
+
+// encodeMark and decodeMark store a first PUBLISHED mark in the status index.
+func encodeMark(buf []byte, m mark) []byte {
+	buf = binary.AppendUvarint(buf, m.seq)
+	buf = binary.AppendVarint(buf, unixNano(m.at))
+	return appendString(buf, m.reason)
+}
+
+func decodeMark(b []byte) (mark, error) {
+	d := decoder{b: b}
+	m := mark{seq: d.uvarint()}
+	m.at = timeOf(d.varint())
+	m.reason = d.string()
+	return m, d.err
 }
 
 // markPublished applies m and reports whether anything changed.

@@ -47,7 +47,7 @@ func internalEvent(t *testing.T, payload []byte, key string) *event.Event {
 
 // txID returns the ID of the last committed write transaction: every commit
 // adds one.
-func txID(t *testing.T, s *Store) int {
+func txID(t testing.TB, s *Store) int {
 	t.Helper()
 	var id int
 	if err := s.db.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil }); err != nil {

@@ -141,7 +141,7 @@ func (w *writer) group(u event.GroupUpdate) error {
 	if err := decodeBody(body, &e, false); err != nil {
 		return fmt.Errorf("%w: event %s: %w", event.ErrCorrupt, u.ID, err)
 	}
-	st, err := readState(w.state, u.ID)
+	st, _, err := w.readState(u.ID)
 	if err != nil {
 		return err
 	}
@@ -153,6 +153,9 @@ func (w *writer) group(u event.GroupUpdate) error {
 		if err := w.sequences.Put(seqKey(u.Sequence), u.ID[:]); err != nil {
 			return err
 		}
+	}
+	if g := w.groups[u.Group]; !g.Interested(e.Type, st.Sequence) && u.Outcome != event.OutcomeRedriven {
+		return nil // the group does not take part in this event's status
 	}
 	if !st.applyGroup(u, interested(w.groups, e.Type, st.Sequence)) {
 		if st.Sequence == old.Sequence {
@@ -252,7 +255,7 @@ func (st *state) groupsIn(names []string) []event.GroupStatus {
 	for _, n := range names {
 		i := slices.IndexFunc(st.Groups, func(g event.GroupStatus) bool { return g.Group == n })
 		if i < 0 {
-			out = append(out, event.GroupStatus{Group: n, Status: event.StatusPublished})
+			out = append(out, event.GroupStatus{Group: n, Status: event.StatusPublished, Sequence: st.Sequence})
 			continue
 		}
 		out = append(out, st.Groups[i])
@@ -286,7 +289,7 @@ func encodeGroup(buf []byte, g *event.Group) []byte {
 	}
 	buf = binary.AppendUvarint(buf, uint64(g.MaxAckPending))
 	buf = binary.AppendUvarint(buf, g.StartSequence)
-	return binary.AppendVarint(buf, g.CreatedAt.UnixNano())
+	return binary.AppendVarint(buf, unixNano(g.CreatedAt))
 }
 
 func decodeGroup(b []byte) (event.Group, error) {
@@ -305,6 +308,6 @@ func decodeGroup(b []byte) (event.Group, error) {
 	}
 	g.MaxAckPending = int(d.uvarint())
 	g.StartSequence = d.uvarint()
-	g.CreatedAt = time.Unix(0, d.varint()).UTC()
+	g.CreatedAt = timeOf(d.varint())
 	return g, d.err
 }

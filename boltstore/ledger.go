@@ -91,7 +91,7 @@ func (s *Store) Get(id ID, withPayload bool) (*event.Event, error) {
 		if err := decodeBody(body, e, withPayload); err != nil {
 			return fmt.Errorf("%w: event %s: %w", event.ErrCorrupt, id, err)
 		}
-		st, err := readState(tx.Bucket(bucketState), id)
+		st, _, err := readState(tx.Bucket(bucketState), tx.Bucket(bucketByStatus), id)
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -52,7 +53,7 @@ func (s *Store) List(q event.ListQuery) ([]*event.Event, string, error) {
 			if scanned++; scanned > maxScan {
 				return nil // last is the previous key: the next page resumes here
 			}
-			last = id
+			last = bytes.Clone(id) // bbolt's memory is valid only in the transaction
 			if q.TypePrefix != "" && !strings.HasPrefix(typeOf(events.Get(id)), q.TypePrefix) {
 				continue
 			}
@@ -108,7 +109,7 @@ func timeKey(t time.Time, end bool) []byte {
 		return nil
 	}
 	k := make([]byte, 16)
-	binary.BigEndian.PutUint64(k, uint64(t.UnixMilli())<<16)
+	binary.BigEndian.PutUint64(k, uint64(max(t.UnixMilli(), 0))<<16)
 	if end {
 		for i := 6; i < 16; i++ {
 			k[i] = 0xff
