@@ -64,7 +64,7 @@ func startApp(t *testing.T, cfg Config) *App {
 }
 
 // dialApp returns a client connected to the app over loopback gRPC.
-func dialApp(t *testing.T, a *App) (pb.ControllerClient, *grpc.ClientConn) {
+func dialApp(t testing.TB, a *App) (pb.ControllerClient, *grpc.ClientConn) {
 	t.Helper()
 	cc, err := grpc.NewClient(a.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

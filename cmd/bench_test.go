@@ -1,0 +1,111 @@
+package cmd
+
+import (
+	"context"
+	"encoding/json"
+	"runtime"
+	"strings"
+	"testing"
+
+	pb "github.com/jsctl/jsctl/proto/controller/v1"
+)
+
+// TestBenchCommand runs every scenario and baseline with a few operations:
+// the command must work end to end (the numbers are not judged here).
+func TestBenchCommand(t *testing.T) {
+	code, out, errOut := runCLI(t, "", "bench", "all", "-n", "300", "-c", "4", "-s", "64", "--baselines", "-o", "json")
+	if code != 0 {
+		t.Fatalf("bench: exit %d: %s", code, errOut)
+	}
+	var report benchReport
+	if err := json.Unmarshal([]byte(out), &report); err != nil {
+		t.Fatalf("bench -o json: %v\n%s", err, out)
+	}
+	names := map[string]benchResult{}
+	for _, r := range report.Results {
+		names[r.Name] = r
+		if r.Errors > 0 || r.Ops == 0 || r.Throughput <= 0 || r.P50 <= 0 || r.Max < r.P99 {
+			t.Errorf("%s: %+v", r.Name, r)
+		}
+	}
+	for _, want := range []string{"publish", "stream", "status", "consume", baseGRPC, baseSyncAlways, baseSync, baseAsync, baseConsume} {
+		if _, ok := names[want]; !ok {
+			t.Errorf("no result for %s", want)
+		}
+	}
+	if len(report.Ratios) < 5 {
+		t.Errorf("ratios %+v", report.Ratios)
+	}
+
+	t.Run("Text", func(t *testing.T) {
+		code, out, errOut := runCLI(t, "", "bench", "publish", "-n", "100", "-c", "2")
+		if code != 0 || !strings.Contains(out, "publish") || !strings.Contains(out, "ops/s") {
+			t.Fatalf("exit %d\n%s%s", code, out, errOut)
+		}
+	})
+	t.Run("ErrScenario", func(t *testing.T) {
+		if code, _, errOut := runCLI(t, "", "bench", "nope"); code != 1 || !strings.Contains(errOut, "unknown scenario") {
+			t.Fatalf("exit %d %q", code, errOut)
+		}
+	})
+}
+
+// BenchmarkNewEvent is NewEvent end to end: real gRPC over loopback, 64
+// concurrent callers on one connection, a durable in-process jsctl.
+func BenchmarkNewEvent(b *testing.B) {
+	cfg := DefaultConfig()
+	cfg.DataDir = b.TempDir()
+	cfg.GRPC.Listen = "127.0.0.1:0"
+	cfg.HTTP.Listen = ""
+	a := NewApp(cfg, testLogger())
+	if err := a.Open(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	c, _ := dialApp(b, a)
+	req := &pb.NewEventRequest{EventType: "bench.newevent", Payload: make([]byte, 256)}
+	b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	b.RunParallel(func(p *testing.PB) {
+		for p.Next() {
+			if _, err := c.NewEvent(context.Background(), req); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkEventStatus is EventStatus end to end on existing events.
+func BenchmarkEventStatus(b *testing.B) {
+	cfg := DefaultConfig()
+	cfg.DataDir = b.TempDir()
+	cfg.GRPC.Listen = "127.0.0.1:0"
+	cfg.HTTP.Listen = ""
+	a := NewApp(cfg, testLogger())
+	if err := a.Open(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	c, _ := dialApp(b, a)
+	var ids []string
+	for range 100 {
+		resp, err := c.NewEvent(context.Background(), &pb.NewEventRequest{EventType: "bench.status", Payload: make([]byte, 256)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids = append(ids, resp.GetEvent().GetCorrelationId())
+	}
+	b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	b.RunParallel(func(p *testing.PB) {
+		i := 0
+		for p.Next() {
+			if _, err := c.EventStatus(context.Background(), &pb.EventStatusRequest{CorrelationId: ids[i%len(ids)]}); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	})
+}
