@@ -183,6 +183,16 @@ func baselineConsume(ctx context.Context, payload []byte, total int) (benchResul
 	}
 	rec := &recorder{}
 	start := time.Now()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-stallWatch(ctx, rec, 10*time.Second):
+			rec.add(nil, 1, fmt.Sprintf("stalled: no ack for 10s (%d of %d)", rec.done.Load(), total))
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	var wg sync.WaitGroup
 	for range consumeSubscribers {
 		wg.Go(func() {

@@ -141,8 +141,11 @@ func (b *benchTarget) consume(ctx context.Context) benchResult {
 			rec.add(lat, errs, firstErr)
 		})
 	}
+	stalled := stallWatch(ctx, rec, 10*time.Second)
 	select {
 	case <-allDone:
+	case <-stalled:
+		rec.add(nil, 1, fmt.Sprintf("stalled: no ack confirmed for 10s (%d of %d)", rec.done.Load(), total))
 	case <-ctx.Done():
 	}
 	elapsed := time.Since(start)
@@ -224,4 +227,28 @@ func (s *benchSubscriber) ackAll(rec *recorder, total int64, done func()) (lat [
 			return lat, errs + 1, err.Error()
 		}
 	}
+}
+
+// stallWatch closes the returned channel when rec makes no progress for d.
+func stallWatch(ctx context.Context, rec *recorder, d time.Duration) <-chan struct{} {
+	stalled := make(chan struct{})
+	go func() {
+		last, since := rec.done.Load(), time.Now()
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if n := rec.done.Load(); n != last {
+				last, since = n, time.Now()
+			} else if time.Since(since) > d {
+				close(stalled)
+				return
+			}
+		}
+	}()
+	return stalled
 }

@@ -129,6 +129,7 @@ func (p *Pipeline) Publish(ctx context.Context, e *Event) (*Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	failpoint("after-ledger-commit")
 	if !created && stored.Status != StatusAccepted {
 		stored.Payload = nil
 		return stored, nil // an idempotent retry of a published event
@@ -156,7 +157,9 @@ func (p *Pipeline) publish(ctx context.Context, e *Event) (*Event, error) {
 		}
 		return nil, p.notPublished(e.ID, err)
 	}
+	failpoint("after-puback")
 	p.Ledger.MarkPublished(e.ID, seq, "")
+	failpoint("after-mark")
 	e.Status, e.Sequence, e.Payload = StatusPublished, seq, nil
 	return e, nil
 }
