@@ -123,6 +123,11 @@ func (s *Store) Open() (err error) {
 	if err != nil {
 		return err
 	}
+	if err := quickCheck(s.db, s.Path); err != nil {
+		s.db.Close()
+		s.db = nil
+		return err
+	}
 	if err := s.db.Update(s.initBuckets); err != nil {
 		s.db.Close()
 		s.db = nil
@@ -173,6 +178,26 @@ func openBolt(path string, opts *bolt.Options) (db *bolt.DB, err error) {
 		return nil, err
 	}
 	return db, nil
+}
+
+// quickCheck walks from every bucket's root to its first and last keys: a
+// damaged root or branch page shows up here, at start, instead of as a fault
+// later. It reads a handful of pages, not the file (Check does that).
+func quickCheck(db *bolt.DB, path string) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %s is damaged (%v); run jsctl doctor, restore a backup or move it away", event.ErrCorrupt, path, r)
+		}
+	}()
+	return db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			c := b.Cursor()
+			c.First()
+			c.Last()
+			return nil
+		})
+	})
 }
 
 // checkSize rejects a file shorter than the pages its meta page claims: a

@@ -38,6 +38,7 @@ records every event and its status in a local bbolt ledger.
 		newRedriveCommand(),
 		newEventsCommand(),
 		newBenchCommand(),
+		newDoctorCommand(),
 		newVersionCommand(),
 	)
 	return root

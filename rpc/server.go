@@ -4,12 +4,16 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"time"
 
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
 
 	"github.com/jsctl/jsctl/event"
 	pb "github.com/jsctl/jsctl/proto/controller/v1"
@@ -44,14 +48,23 @@ func NewServer(p *event.Pipeline, o Options) *Server {
 	s.grpc = grpc.NewServer(
 		grpc.ForceServerCodecV2(newUTF8Codec()),
 		grpc.MaxRecvMsgSize(o.MaxRecvBytes),
-		grpc.ChainUnaryInterceptor(invalidUTF8Interceptor),
-		grpc.ChainStreamInterceptor(invalidUTF8StreamInterceptor),
+		grpc.ChainUnaryInterceptor(recovery.UnaryServerInterceptor(s.recoverOpt()), invalidUTF8Interceptor),
+		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(s.recoverOpt()), invalidUTF8StreamInterceptor),
 	)
 	pb.RegisterControllerServer(s.grpc, s)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	s.SetServing(false)
 	return s
+}
+
+// recoverOpt turns a panic in a handler into Internal and a log line with the
+// stack, instead of a crash.
+func (s *Server) recoverOpt() recovery.Option {
+	return recovery.WithRecoveryHandler(func(p any) error {
+		s.log.Error("panic in handler", "panic", p, "stack", string(debug.Stack()))
+		return status.Error(codes.Internal, "internal error")
+	})
 }
 
 // SetServing sets the health of the whole server and of the Controller service.
