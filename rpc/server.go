@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
@@ -28,6 +29,8 @@ type Server struct {
 	grpc   *grpc.Server
 	health *health.Server
 	quit   chan struct{} // closed by Stop: long streams end
+
+	inflight atomic.Int64 // unary calls in progress
 }
 
 // Options configure a Server.
@@ -48,7 +51,7 @@ func NewServer(p *event.Pipeline, o Options) *Server {
 	s.grpc = grpc.NewServer(
 		grpc.ForceServerCodecV2(newUTF8Codec()),
 		grpc.MaxRecvMsgSize(o.MaxRecvBytes),
-		grpc.ChainUnaryInterceptor(recovery.UnaryServerInterceptor(s.recoverOpt()), invalidUTF8Interceptor),
+		grpc.ChainUnaryInterceptor(s.countInflight, recovery.UnaryServerInterceptor(s.recoverOpt()), invalidUTF8Interceptor),
 		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(s.recoverOpt()), invalidUTF8StreamInterceptor),
 	)
 	pb.RegisterControllerServer(s.grpc, s)
@@ -81,8 +84,9 @@ func (s *Server) SetServing(ok bool) {
 func (s *Server) Serve(lis net.Listener) error { return s.grpc.Serve(lis) }
 
 // Stop reports NOT_SERVING, ends Subscribe and WatchEvent streams with
-// UNAVAILABLE, lets in-flight calls finish for up to timeout, then closes
-// every connection.
+// UNAVAILABLE, refuses new calls, lets unary calls in flight finish for up to
+// timeout, then closes every connection (which ends other streams, such as
+// health watches).
 func (s *Server) Stop(timeout time.Duration) {
 	s.SetServing(false)
 	close(s.quit)
@@ -91,12 +95,23 @@ func (s *Server) Stop(timeout time.Duration) {
 		s.grpc.GracefulStop()
 		close(done)
 	}()
-	select {
-	case <-done:
-	case <-time.After(timeout):
-		s.grpc.Stop()
-		<-done
+	deadline := time.Now().Add(timeout)
+	for s.inflight.Load() > 0 && time.Now().Before(deadline) {
+		select {
+		case <-done:
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
+	s.grpc.Stop()
+	<-done
+}
+
+// countInflight counts unary calls in progress, for Stop.
+func (s *Server) countInflight(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	s.inflight.Add(1)
+	defer s.inflight.Add(-1)
+	return handler(ctx, req)
 }
 
 // NewEvent implements pb.ControllerServer.
