@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"errors"
 	"context"
 	"strings"
 	"sync"
@@ -15,70 +16,73 @@ import (
 	gproto "google.golang.org/protobuf/proto"
 )
 
-// utf8Codec is the standard protobuf codec, except that a request whose string
-// fields are not valid UTF-8 reaches the handler chain as an InvalidArgument
-// error instead of grpc-go's Internal "failed to unmarshal". Such a request is a
-// client mistake; the codec cannot choose the code, so it resets the message,
-// remembers it, and invalidUTF8Interceptor answers for it.
-type utf8Codec struct{ encoding.CodecV2 }
+// decodeCodec is the standard protobuf codec, except that a request it cannot
+// decode (string fields that are not valid UTF-8, malformed wire data) reaches
+// the handler chain as an InvalidArgument error instead of grpc-go's Internal
+// "failed to unmarshal". Such a request is a client mistake; the codec cannot
+// choose the code, so it resets the message, remembers it, and the
+// interceptors answer for it.
+type decodeCodec struct{ encoding.CodecV2 }
 
 var (
-	invalidUTF8      sync.Map     // request message pointer -> struct{}
-	invalidUTF8Count atomic.Int64 // entries in invalidUTF8, to skip the map when zero
+	undecodable      sync.Map     // request message pointer -> error message
+	undecodableCount atomic.Int64 // entries in undecodable, to skip the map when zero
 )
 
-func newUTF8Codec() utf8Codec { return utf8Codec{encoding.GetCodecV2(proto.Name)} }
+func newDecodeCodec() decodeCodec { return decodeCodec{encoding.GetCodecV2(proto.Name)} }
 
-func (c utf8Codec) Unmarshal(data mem.BufferSlice, v any) error {
+func (c decodeCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	err := c.CodecV2.Unmarshal(data, v)
-	if err == nil || !strings.Contains(err.Error(), "invalid UTF-8") {
-		return err
+	if err == nil {
+		return nil
 	}
 	m, ok := v.(gproto.Message)
 	if !ok {
 		return err
 	}
+	msg := errInvalidUTF8.Error()
+	if !strings.Contains(err.Error(), "invalid UTF-8") {
+		msg = "invalid argument: request is not a valid " + string(m.ProtoReflect().Descriptor().FullName()) + " message (" + strings.TrimPrefix(err.Error(), "proto: ") + ")"
+	}
 	gproto.Reset(m)
-	invalidUTF8.Store(v, struct{}{})
-	invalidUTF8Count.Add(1)
+	undecodable.Store(v, msg)
+	undecodableCount.Add(1)
 	return nil
 }
 
-func takeInvalidUTF8(req any) bool {
-	if invalidUTF8Count.Load() == 0 {
-		return false
+// takeUndecodable returns the error for a request the codec could not decode,
+// or nil.
+func takeUndecodable(req any) error {
+	if undecodableCount.Load() == 0 {
+		return nil
 	}
-	if _, ok := invalidUTF8.LoadAndDelete(req); ok {
-		invalidUTF8Count.Add(-1)
-		return true
+	if msg, ok := undecodable.LoadAndDelete(req); ok {
+		undecodableCount.Add(-1)
+		return status.Error(codes.InvalidArgument, msg.(string))
 	}
-	return false
+	return nil
 }
 
-var errInvalidUTF8 = status.Error(codes.InvalidArgument,
-	"invalid argument: request has a string field that is not valid UTF-8 (event_type, idempotency_key, headers and correlation_id must be UTF-8)")
+var errInvalidUTF8 = errors.New("invalid argument: request has a string field that is not valid UTF-8 (event_type, idempotency_key, headers and correlation_id must be UTF-8)")
 
-func invalidUTF8Interceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if takeInvalidUTF8(req) {
-		return nil, errInvalidUTF8
+func undecodableInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := takeUndecodable(req); err != nil {
+		return nil, err
 	}
 	return handler(ctx, req)
 }
 
-// invalidUTF8StreamInterceptor does for streams what invalidUTF8Interceptor
+// undecodableStreamInterceptor does for streams what undecodableInterceptor
 // does for unary calls, on every received message.
-func invalidUTF8StreamInterceptor(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	return handler(srv, utf8Stream{ss})
+func undecodableStreamInterceptor(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return handler(srv, decodeStream{ss})
 }
 
-type utf8Stream struct{ grpc.ServerStream }
+type decodeStream struct{ grpc.ServerStream }
 
-func (s utf8Stream) RecvMsg(m any) error {
+func (s decodeStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
-	if takeInvalidUTF8(m) {
-		return errInvalidUTF8
-	}
-	return nil
+	return takeUndecodable(m)
 }

@@ -49,10 +49,10 @@ func NewServer(p *event.Pipeline, o Options) *Server {
 	}
 	s := &Server{events: p, log: o.Logger, health: health.NewServer(), quit: make(chan struct{})}
 	s.grpc = grpc.NewServer(
-		grpc.ForceServerCodecV2(newUTF8Codec()),
+		grpc.ForceServerCodecV2(newDecodeCodec()),
 		grpc.MaxRecvMsgSize(o.MaxRecvBytes),
-		grpc.ChainUnaryInterceptor(s.countInflight, recovery.UnaryServerInterceptor(s.recoverOpt()), invalidUTF8Interceptor),
-		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(s.recoverOpt()), invalidUTF8StreamInterceptor),
+		grpc.ChainUnaryInterceptor(s.countInflight, recovery.UnaryServerInterceptor(s.recoverOpt()), undecodableInterceptor),
+		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(s.recoverOpt()), undecodableStreamInterceptor),
 	)
 	pb.RegisterControllerServer(s.grpc, s)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
