@@ -62,6 +62,11 @@ type Store struct {
 	// Default 1m.
 	CleanupInterval time.Duration
 
+	// UnsafeNoSync skips the fsync of every commit. It exists only to show
+	// that the power-loss test catches a ledger that does not fsync; never
+	// set it otherwise. Default false.
+	UnsafeNoSync bool
+
 	// Now defaults to time.Now; tests replace it.
 	Now func() time.Time
 
@@ -119,6 +124,7 @@ func (s *Store) Open() (err error) {
 		FreelistType:    bolt.FreelistMapType,
 		MaxSize:         s.MaxSize,
 		InitialMmapSize: 64 << 20,
+		NoSync:          s.UnsafeNoSync,
 	})
 	if err != nil {
 		return err

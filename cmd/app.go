@@ -81,6 +81,12 @@ func (a *App) Open(ctx context.Context) (err error) {
 	a.ledger.MaxBatch = cfg.Ledger.MaxBatch
 	a.ledger.MaxSize = cfg.Ledger.MaxSizeBytes
 	a.ledger.Logger = a.Logger
+	if os.Getenv("JSCTL_UNSAFE_LEDGER_NO_FSYNC") == "1" {
+		// Only for crashtest's control run: proves the power-loss test
+		// catches a ledger that does not fsync. Acks are not durable.
+		a.Logger.Warn("JSCTL_UNSAFE_LEDGER_NO_FSYNC=1: the ledger does not fsync; acknowledged events can be lost")
+		a.ledger.UnsafeNoSync = true
+	}
 	if err := a.ledger.Open(); err != nil {
 		a.ledger = nil
 		return err

@@ -161,6 +161,28 @@ func (s *server) waitServing(cc *grpc.ClientConn) time.Duration {
 	}
 }
 
+// servesWithin reports whether the server reaches SERVING within d, or
+// exits first.
+func (s *server) servesWithin(cc *grpc.ClientConn, d time.Duration) bool {
+	health := healthpb.NewHealthClient(cc)
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.exited:
+			return false
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		resp, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: "controller.v1.Controller"})
+		cancel()
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
+}
+
 // kill sends SIGKILL and waits for the process to be gone.
 func (s *server) kill() {
 	s.cmd.Process.Signal(syscall.SIGKILL)
