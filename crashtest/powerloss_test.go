@@ -10,8 +10,6 @@ import (
 	pb "github.com/jsctl/jsctl/proto/controller/v1"
 )
 
-// powerCycles is how many power cuts TestPowerLoss makes.
-const powerCycles = 4
 
 // TestPowerLoss runs jsctl on a file system that loses everything not
 // fsynced when the power is cut (see powerFS), under load, and checks that
@@ -27,7 +25,7 @@ func TestPowerLoss(t *testing.T) {
 		if lost > 0 {
 			t.Fatalf("%d of %d acknowledged events lost after power cuts", lost, acked)
 		}
-		t.Logf("%d power cuts: %d events acknowledged, 0 lost; %d unsynced bytes rolled back", powerCycles, acked, rolledBack)
+		t.Logf("%d power cuts: %d events acknowledged, 0 lost; %d unsynced bytes rolled back", *powerCycles, acked, rolledBack)
 	})
 	t.Run("ControlWithoutLedgerFsync", func(t *testing.T) {
 		pfs := mountPowerFS(t)
@@ -53,13 +51,13 @@ func powerRun(t *testing.T, bin string, pfs *powerFS, noFsync bool) (lost, acked
 		env = append(env, "JSCTL_UNSAFE_LEDGER_NO_FSYNC=1")
 	}
 	rec := newRecord()
-	for cycle := 0; cycle <= powerCycles; cycle++ {
+	for cycle := 0; cycle <= *powerCycles; cycle++ {
 		srv := start(t, bin, dir, addr, env...)
 		if noFsync && !srv.servesWithin(cc, 20*time.Second) {
 			return len(rec.acked), len(rec.acked), rolledBack // refused to start: the ledger is damaged
 		}
 		srv.waitServing(cc)
-		if n := countLost(client, rec); n > 0 || cycle == powerCycles {
+		if n := countLost(client, rec); n > 0 || cycle == *powerCycles {
 			if !noFsync {
 				verifyEvents(t, client, rec, true, false)
 				assertNoneAccepted(t, client)
