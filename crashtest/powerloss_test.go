@@ -10,7 +10,6 @@ import (
 	pb "github.com/jsctl/jsctl/proto/controller/v1"
 )
 
-
 // TestPowerLoss runs jsctl on a file system that loses everything not
 // fsynced when the power is cut (see powerFS), under load, and checks that
 // no acknowledged event is lost: the ledger's fsynced commits survive, and
