@@ -53,16 +53,7 @@ func TestBenchCommand(t *testing.T) {
 // BenchmarkNewEvent is NewEvent end to end: real gRPC over loopback, 64
 // concurrent callers on one connection, a durable in-process jsctl.
 func BenchmarkNewEvent(b *testing.B) {
-	cfg := DefaultConfig()
-	cfg.DataDir = b.TempDir()
-	cfg.GRPC.Listen = "127.0.0.1:0"
-	cfg.HTTP.Listen = ""
-	a := NewApp(cfg, testLogger())
-	if err := a.Open(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	defer a.Close()
-	c, _ := dialApp(b, a)
+	c := benchApp(b)
 	req := &pb.NewEventRequest{EventType: "bench.newevent", Payload: make([]byte, 256)}
 	b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
 	b.ResetTimer()
@@ -78,16 +69,7 @@ func BenchmarkNewEvent(b *testing.B) {
 
 // BenchmarkEventStatus is EventStatus end to end on existing events.
 func BenchmarkEventStatus(b *testing.B) {
-	cfg := DefaultConfig()
-	cfg.DataDir = b.TempDir()
-	cfg.GRPC.Listen = "127.0.0.1:0"
-	cfg.HTTP.Listen = ""
-	a := NewApp(cfg, testLogger())
-	if err := a.Open(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	defer a.Close()
-	c, _ := dialApp(b, a)
+	c := benchApp(b)
 	var ids []string
 	for range 100 {
 		resp, err := c.NewEvent(context.Background(), &pb.NewEventRequest{EventType: "bench.status", Payload: make([]byte, 256)})
@@ -108,4 +90,20 @@ func BenchmarkEventStatus(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// benchApp starts a durable in-process jsctl and returns a client of it.
+func benchApp(b *testing.B) pb.ControllerClient {
+	b.Helper()
+	cfg := DefaultConfig()
+	cfg.DataDir = b.TempDir()
+	cfg.GRPC.Listen = "127.0.0.1:0"
+	cfg.HTTP.Listen = ""
+	a := NewApp(cfg, testLogger())
+	if err := a.Open(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { a.Close() })
+	c, _ := dialApp(b, a)
+	return c
 }
