@@ -9,7 +9,7 @@
 //
 //	go test ./crashtest -run TestKillLoop -cycles 200 -timeout 60m -v
 //	go test ./crashtest -run TestFailpoints -failpoint-runs 50 -timeout 60m -v
-//	go test ./crashtest -run TestPowerLoss -power-cycles 50 -timeout 60m -v
+//	go test ./crashtest -run TestPowerLoss -power-cycles 30 -timeout 60m -v
 //
 // TestPowerLoss needs FUSE (/dev/fuse and fusermount3 from Debian's fuse3);
 // without it, it skips and says so.

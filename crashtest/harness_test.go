@@ -27,7 +27,7 @@ import (
 var (
 	cycles        = flag.Int("cycles", 10, "kill/restart cycles of TestKillLoop (the long run uses 200)")
 	failpointRuns = flag.Int("failpoint-runs", 3, "runs per failpoint of TestFailpoints (the long run uses 50)")
-	powerCycles   = flag.Int("power-cycles", 4, "power cuts of TestPowerLoss (the long run uses 50)")
+	powerCycles   = flag.Int("power-cycles", 4, "power cuts of TestPowerLoss (the long run uses 30)")
 )
 
 // binaries holds the jsctl builds, made once per test binary.
