@@ -24,4 +24,14 @@
 // so JetStream stores a retried publish once within the duplicate window (2m by
 // default). Publishes are asynchronous with many acknowledgements in flight; each
 // caller waits only for its own PubAck.
+//
+// # Consumer groups
+//
+// Each group is a durable pull consumer with explicit ack, starting after the
+// stream sequence recorded when the group was created, with ack sampling at
+// 100% so that JetStream reports every ack. Its filters are its event types
+// plus its own redrive subject, jsctl.redrive.<stream>.<group>.>, on which a
+// failed event is published again for that group only. Advisories (acks, naks,
+// terminations, max deliveries) of the stream's consumers are read in-process
+// and reported by stream sequence.
 package embedded
