@@ -69,7 +69,7 @@ func (s *Server) Subscribe(stream pb.Controller_SubscribeServer) error {
 	}()
 
 	arrivals := make(chan *event.Delivery, max)
-	fetchDone := make(chan error, 1)
+	fetchDone := make(chan error, 1) // buffered: a fetch never blocks on a finished stream
 	results := make(chan settled, max)
 	inflight := map[string]*event.Delivery{} // sent, not settled
 	settling := map[string]bool{}            // a settle is under way
@@ -81,7 +81,12 @@ func (s *Server) Subscribe(stream pb.Controller_SubscribeServer) error {
 			fetching = true
 			n := max - len(inflight)
 			go func() {
-				fetchDone <- s.events.Fetch(ctx, g.Name, n, func(d *event.Delivery) { arrivals <- d })
+				fetchDone <- s.events.Fetch(ctx, g.Name, n, func(d *event.Delivery) {
+					select {
+					case arrivals <- d:
+					case <-ctx.Done(): // the stream is gone; JetStream delivers it again
+					}
+				})
 			}()
 		}
 		select {
