@@ -154,7 +154,11 @@ func (a *App) Open(ctx context.Context) (err error) {
 		}
 	}()
 
-	a.rpc = rpc.NewServer(a.pipeline, rpc.Options{MaxRecvBytes: maxRecv, Logger: a.Logger})
+	creds, err := serverTLS(cfg.GRPC)
+	if err != nil {
+		return err
+	}
+	a.rpc = rpc.NewServer(a.pipeline, rpc.Options{MaxRecvBytes: maxRecv, Logger: a.Logger, Tokens: cfg.RPCTokens(), Creds: creds})
 	a.rpc.SetServing(true)
 	go a.rpc.Serve(a.grpcLis)
 	a.ready.Store(true)

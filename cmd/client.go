@@ -22,6 +22,10 @@ type clientOptions struct {
 	addr    string
 	timeout time.Duration
 	output  string
+	token   string
+	tlsCA   string
+	tlsCert string
+	tlsKey  string
 }
 
 func (o *clientOptions) AddFlags(fs *pflag.FlagSet) {
@@ -35,6 +39,10 @@ func (o *clientOptions) AddFlags(fs *pflag.FlagSet) {
 	}
 	fs.DurationVar(&o.timeout, "timeout", o.timeout, "deadline for the call")
 	fs.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	fs.StringVar(&o.token, "token", os.Getenv(EnvPrefix+"TOKEN"), "bearer token (env JSCTL_TOKEN)")
+	fs.StringVar(&o.tlsCA, "tls-ca", "", "CA certificate (PEM) to verify the server: turns on TLS")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "client certificate (PEM), for mTLS")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "client key (PEM), for mTLS")
 }
 
 func (o *clientOptions) validate() error {
@@ -49,7 +57,18 @@ func (o *clientOptions) call(c *cobra.Command, fn func(ctx context.Context, cc *
 	if err := o.validate(); err != nil {
 		return err
 	}
-	cc, err := grpc.NewClient(o.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := clientTLS(o.tlsCA, o.tlsCert, o.tlsKey)
+	if err != nil {
+		return err
+	}
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if o.token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer(o.token)))
+	}
+	cc, err := grpc.NewClient(o.addr, opts...)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", o.addr, err)
 	}
@@ -78,3 +97,13 @@ func printJSON(w io.Writer, m proto.Message) error {
 	_, err = out.WriteTo(w)
 	return err
 }
+
+// bearer sends "authorization: Bearer <token>" with every call. It does not
+// insist on TLS: a loopback address without TLS is jsctl's default.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearer) RequireTransportSecurity() bool { return false }

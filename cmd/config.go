@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -19,6 +20,7 @@ import (
 	"github.com/knadh/koanf/v2"
 
 	"github.com/jsctl/jsctl/event"
+	"github.com/jsctl/jsctl/rpc"
 )
 
 // Config is everything `jsctl serve` can be told. config.example.yaml mirrors
@@ -43,6 +45,7 @@ type Config struct {
 	NATS   NATSConfig   `yaml:"nats"`
 	Ledger LedgerConfig `yaml:"ledger"`
 	Limits LimitsConfig `yaml:"limits"`
+	Auth   AuthConfig   `yaml:"auth"`
 	// Groups are consumer groups created or updated at start. Others are
 	// created by the first Subscribe that names them, with the defaults
 	// below. Default none.
@@ -67,6 +70,15 @@ type GroupConfig struct {
 	MaxAckPending int `yaml:"max_ack_pending"`
 }
 
+// RPCTokens converts the configured tokens.
+func (c *Config) RPCTokens() []rpc.Token {
+	var out []rpc.Token
+	for _, t := range c.Auth.Tokens {
+		out = append(out, rpc.Token{Name: t.Name, SHA256: t.SHA256, Roles: t.Roles})
+	}
+	return out
+}
+
 // Group returns the group with defaults filled in.
 func (g GroupConfig) Group() event.Group {
 	out := event.DefaultGroup(g.Name)
@@ -88,6 +100,28 @@ func (g GroupConfig) Group() event.Group {
 type GRPCConfig struct {
 	// Listen is host:port. Default "127.0.0.1:50051".
 	Listen string `yaml:"listen"`
+	// TLS: server certificate and key (PEM); both or neither. Default none
+	// (plaintext). ClientCAFile turns on mTLS: clients must present a
+	// certificate signed by it.
+	TLSCertFile     string `yaml:"tls_cert_file"`
+	TLSKeyFile      string `yaml:"tls_key_file"`
+	TLSClientCAFile string `yaml:"tls_client_ca_file"`
+}
+
+// AuthConfig holds the accepted bearer tokens.
+type AuthConfig struct {
+	// Tokens: when any is set, every call but health checks needs
+	// "authorization: Bearer <token>" with a role the method needs. Only
+	// hashes are stored; `jsctl token create` makes a token and its line.
+	// Default none (no auth).
+	Tokens []TokenConfig `yaml:"tokens"`
+}
+
+// TokenConfig is one accepted token.
+type TokenConfig struct {
+	Name   string   `yaml:"name"`
+	SHA256 string   `yaml:"sha256"`
+	Roles  []string `yaml:"roles"`
 }
 
 // HTTPConfig serves /healthz and /readyz.
@@ -176,6 +210,7 @@ func DefaultConfig() Config {
 			MaxIdempotencyKeyBytes: l.MaxIdempotencyKeyBytes,
 		},
 		Groups: []GroupConfig{},
+		Auth:   AuthConfig{Tokens: []TokenConfig{}},
 	}
 }
 
@@ -323,6 +358,26 @@ func (c *Config) Validate() error {
 	}
 	if c.NATS.SubjectPrefix == "jsctl" || strings.HasPrefix(c.NATS.SubjectPrefix, "jsctl.") {
 		bad("nats.subject_prefix", "jsctl.> is reserved for redrive messages")
+	}
+	if (c.GRPC.TLSCertFile == "") != (c.GRPC.TLSKeyFile == "") {
+		bad("grpc.tls_cert_file", "set both grpc.tls_cert_file and grpc.tls_key_file, or neither")
+	}
+	if c.GRPC.TLSClientCAFile != "" && c.GRPC.TLSCertFile == "" {
+		bad("grpc.tls_client_ca_file", "mTLS needs grpc.tls_cert_file and grpc.tls_key_file too")
+	}
+	for i, tc := range c.Auth.Tokens {
+		key := fmt.Sprintf("auth.tokens[%d]", i)
+		if b, err := hex.DecodeString(tc.SHA256); err != nil || len(b) != 32 {
+			bad(key+".sha256", "want the 64 hex digits `jsctl token create` prints")
+		}
+		if len(tc.Roles) == 0 {
+			bad(key+".roles", "give at least one of %s", strings.Join(rpc.Roles, ", "))
+		}
+		for _, r := range tc.Roles {
+			if !slices.Contains(rpc.Roles, r) {
+				bad(key+".roles", "%q is not one of %s", r, strings.Join(rpc.Roles, ", "))
+			}
+		}
 	}
 	seen := map[string]bool{}
 	for i, gc := range c.Groups {

@@ -39,6 +39,7 @@ records every event and its status in a local bbolt ledger.
 		newEventsCommand(),
 		newBenchCommand(),
 		newDoctorCommand(),
+		newTokenCommand(),
 		newVersionCommand(),
 	)
 	return root

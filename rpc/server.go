@@ -11,6 +11,7 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -39,6 +40,11 @@ type Options struct {
 	// ResourceExhausted. Set it to the payload limit plus room for headers.
 	MaxRecvBytes int
 	Logger       *slog.Logger
+	// Tokens, if any, turn on bearer-token auth: every call but health
+	// checks needs a token, and each method a role.
+	Tokens []Token
+	// Creds, if set, are the transport credentials (TLS); default plaintext.
+	Creds credentials.TransportCredentials
 }
 
 // NewServer returns a Server for the pipeline. Health reports NOT_SERVING
@@ -48,12 +54,22 @@ func NewServer(p *event.Pipeline, o Options) *Server {
 		o.Logger = slog.Default()
 	}
 	s := &Server{events: p, log: o.Logger, health: health.NewServer(), quit: make(chan struct{})}
-	s.grpc = grpc.NewServer(
+	unary := []grpc.UnaryServerInterceptor{s.countInflight, recovery.UnaryServerInterceptor(s.recoverOpt())}
+	streams := []grpc.StreamServerInterceptor{recovery.StreamServerInterceptor(s.recoverOpt())}
+	if auth := newAuthenticator(o.Tokens); auth != nil {
+		unary = append(unary, auth.unary)
+		streams = append(streams, auth.stream)
+	}
+	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(newDecodeCodec()),
 		grpc.MaxRecvMsgSize(o.MaxRecvBytes),
-		grpc.ChainUnaryInterceptor(s.countInflight, recovery.UnaryServerInterceptor(s.recoverOpt()), undecodableInterceptor),
-		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(s.recoverOpt()), undecodableStreamInterceptor),
-	)
+		grpc.ChainUnaryInterceptor(append(unary, undecodableInterceptor)...),
+		grpc.ChainStreamInterceptor(append(streams, undecodableStreamInterceptor)...),
+	}
+	if o.Creds != nil {
+		opts = append(opts, grpc.Creds(o.Creds))
+	}
+	s.grpc = grpc.NewServer(opts...)
 	pb.RegisterControllerServer(s.grpc, s)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
