@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -111,10 +112,22 @@ func (b *benchTarget) consume(ctx context.Context) benchResult {
 	if err != nil {
 		return benchResult{Name: "consume", Errors: 1, FirstError: err.Error()}
 	}
-	if _, err := b.client.NewEvent(ctx, &pb.NewEventRequest{EventType: eventType, Payload: b.payload}); err != nil {
-		return benchResult{Name: "consume", Errors: 1, FirstError: err.Error()}
-	}
-	if err := first.ackOne(); err != nil {
+	// The server creates the group after the open arrives: publish probes
+	// until one comes through, so the group surely exists. Probes are not
+	// counted.
+	probes, stopProbes := context.WithTimeout(ctx, 30*time.Second)
+	go func() {
+		for probes.Err() == nil {
+			b.client.NewEvent(probes, &pb.NewEventRequest{EventType: eventType + ".probe"})
+			select {
+			case <-probes.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	err = first.ackOne()
+	stopProbes()
+	if err != nil {
 		return benchResult{Name: "consume", Errors: 1, FirstError: err.Error()}
 	}
 	if r := b.publishStreams(ctx, "seed", eventType, load{Total: total, Workers: 4}, nil); r.Errors > 0 {
@@ -170,7 +183,7 @@ func (b *benchTarget) openSubscriber(ctx context.Context, group, eventType strin
 		cancel()
 		return nil, err
 	}
-	open := &pb.SubscribeOpen{Group: group, Filters: []string{eventType}, MaxInFlight: 256}
+	open := &pb.SubscribeOpen{Group: group, Filters: []string{eventType, eventType + ".probe"}, MaxInFlight: 256}
 	if err := stream.Send(&pb.SubscribeRequest{Request: &pb.SubscribeRequest_Open{Open: open}}); err != nil {
 		cancel()
 		return nil, err
@@ -207,21 +220,24 @@ func (s *benchSubscriber) ackAll(rec *recorder, total int64, done func()) (lat [
 		if r := d.GetSettled(); r != nil {
 			t0, ok := received[r.GetDeliveryId()]
 			delete(received, r.GetDeliveryId())
+			if !ok {
+				continue // a probe's, or the first ack's
+			}
 			if r.GetCode() != 0 {
 				if errs++; firstErr == "" {
 					firstErr = r.GetMessage()
 				}
 				continue
 			}
-			if ok {
-				lat = append(lat, time.Since(t0))
-			}
+			lat = append(lat, time.Since(t0))
 			if rec.done.Add(1) >= total {
 				done()
 			}
 			continue
 		}
-		received[d.GetDeliveryId()] = time.Now()
+		if !strings.HasSuffix(d.GetEventType(), ".probe") {
+			received[d.GetDeliveryId()] = time.Now()
+		}
 		st := &pb.Settle{DeliveryId: d.GetDeliveryId(), Action: pb.SettleAction_SETTLE_ACTION_ACK}
 		if err := s.stream.Send(&pb.SubscribeRequest{Request: &pb.SubscribeRequest_Settle{Settle: st}}); err != nil {
 			return lat, errs + 1, err.Error()
