@@ -75,6 +75,7 @@ func TestKillLoop(t *testing.T) {
 			t.Fatalf("cycle %d: restart to SERVING took %s, want under 5s", cycle, took)
 		}
 		verify(t, client, rec, cycle == *cycles)
+		assertNoneAccepted(t, client)
 		if cycle == *cycles {
 			scanStream(t, natsAddr, rec)
 			srv.kill()
