@@ -158,7 +158,15 @@ func (a *App) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	a.rpc = rpc.NewServer(a.pipeline, rpc.Options{MaxRecvBytes: maxRecv, Logger: a.Logger, Tokens: cfg.RPCTokens(), Creds: creds})
+	burst := cfg.GRPC.RateBurst
+	if burst == 0 {
+		burst = int(cfg.GRPC.RateLimit)
+	}
+	a.rpc = rpc.NewServer(a.pipeline, rpc.Options{
+		MaxRecvBytes: maxRecv, Logger: a.Logger, Tokens: cfg.RPCTokens(), Creds: creds,
+		MaxConcurrentStreams: cfg.GRPC.MaxConcurrentStreams, KeepaliveMinTime: cfg.GRPC.KeepaliveMinTime,
+		RatePerSecond: cfg.GRPC.RateLimit, RateBurst: burst,
+	})
 	a.rpc.SetServing(true)
 	go a.rpc.Serve(a.grpcLis)
 	a.ready.Store(true)

@@ -106,6 +106,19 @@ type GRPCConfig struct {
 	TLSCertFile     string `yaml:"tls_cert_file"`
 	TLSKeyFile      string `yaml:"tls_key_file"`
 	TLSClientCAFile string `yaml:"tls_client_ca_file"`
+	// MaxConcurrentStreams caps the calls in progress on one connection.
+	// Default 1024.
+	MaxConcurrentStreams uint32 `yaml:"max_concurrent_streams"`
+	// KeepaliveMinTime: a client pinging more often is disconnected.
+	// Default 10s.
+	KeepaliveMinTime time.Duration `yaml:"keepalive_min_time"`
+	// RateLimit is the calls per second allowed to each client (its token,
+	// or its IP address without auth); beyond it RESOURCE_EXHAUSTED. 0 turns
+	// it off. Default 0.
+	RateLimit float64 `yaml:"rate_limit"`
+	// RateBurst is how many calls a client may make at once above the rate.
+	// Default 0, which means the rate itself (at least 1).
+	RateBurst int `yaml:"rate_burst"`
 }
 
 // AuthConfig holds the accepted bearer tokens.
@@ -188,7 +201,7 @@ func DefaultConfig() Config {
 		LogLevel:        "info",
 		LogFormat:       "auto",
 		ShutdownTimeout: 10 * time.Second,
-		GRPC:            GRPCConfig{Listen: "127.0.0.1:50051"},
+		GRPC:            GRPCConfig{Listen: "127.0.0.1:50051", MaxConcurrentStreams: 1024, KeepaliveMinTime: 10 * time.Second},
 		HTTP:            HTTPConfig{Listen: "127.0.0.1:8080"},
 		NATS: NATSConfig{
 			SubjectPrefix:   "events",
@@ -358,6 +371,15 @@ func (c *Config) Validate() error {
 	}
 	if c.NATS.SubjectPrefix == "jsctl" || strings.HasPrefix(c.NATS.SubjectPrefix, "jsctl.") {
 		bad("nats.subject_prefix", "jsctl.> is reserved for redrive messages")
+	}
+	if c.GRPC.MaxConcurrentStreams == 0 {
+		bad("grpc.max_concurrent_streams", "must be positive")
+	}
+	if c.GRPC.KeepaliveMinTime <= 0 {
+		bad("grpc.keepalive_min_time", "must be a positive duration such as 10s")
+	}
+	if c.GRPC.RateLimit < 0 || c.GRPC.RateBurst < 0 {
+		bad("grpc.rate_limit", "rate_limit and rate_burst must not be negative")
 	}
 	if (c.GRPC.TLSCertFile == "") != (c.GRPC.TLSKeyFile == "") {
 		bad("grpc.tls_cert_file", "set both grpc.tls_cert_file and grpc.tls_key_file, or neither")

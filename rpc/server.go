@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
+	"google.golang.org/grpc/keepalive"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
@@ -45,6 +46,13 @@ type Options struct {
 	Tokens []Token
 	// Creds, if set, are the transport credentials (TLS); default plaintext.
 	Creds credentials.TransportCredentials
+	// MaxConcurrentStreams caps the calls in progress on one connection.
+	MaxConcurrentStreams uint32
+	// KeepaliveMinTime: clients that ping more often are disconnected.
+	KeepaliveMinTime time.Duration
+	// RatePerSecond (with RateBurst) limits each client's calls; 0 is off.
+	RatePerSecond float64
+	RateBurst     int
 }
 
 // NewServer returns a Server for the pipeline. Health reports NOT_SERVING
@@ -54,11 +62,15 @@ func NewServer(p *event.Pipeline, o Options) *Server {
 		o.Logger = slog.Default()
 	}
 	s := &Server{events: p, log: o.Logger, health: health.NewServer(), quit: make(chan struct{})}
-	unary := []grpc.UnaryServerInterceptor{s.countInflight, recovery.UnaryServerInterceptor(s.recoverOpt())}
+	unary := []grpc.UnaryServerInterceptor{s.countInflight, s.logCalls, recovery.UnaryServerInterceptor(s.recoverOpt())}
 	streams := []grpc.StreamServerInterceptor{recovery.StreamServerInterceptor(s.recoverOpt())}
 	if auth := newAuthenticator(o.Tokens); auth != nil {
 		unary = append(unary, auth.unary)
 		streams = append(streams, auth.stream)
+	}
+	if rl := newRateLimiter(o.RatePerSecond, o.RateBurst); rl != nil {
+		unary = append(unary, rl.unary)
+		streams = append(streams, rl.stream)
 	}
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(newDecodeCodec()),
@@ -68,6 +80,12 @@ func NewServer(p *event.Pipeline, o Options) *Server {
 	}
 	if o.Creds != nil {
 		opts = append(opts, grpc.Creds(o.Creds))
+	}
+	if o.MaxConcurrentStreams > 0 {
+		opts = append(opts, grpc.MaxConcurrentStreams(o.MaxConcurrentStreams))
+	}
+	if o.KeepaliveMinTime > 0 {
+		opts = append(opts, grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: o.KeepaliveMinTime, PermitWithoutStream: true}))
 	}
 	s.grpc = grpc.NewServer(opts...)
 	pb.RegisterControllerServer(s.grpc, s)
