@@ -145,7 +145,11 @@ func (s *Store) commit(batch []*appendReq, updates []update) error {
 	if len(batch) == 0 && len(updates) == 0 {
 		return nil
 	}
+	start := time.Now()
 	changed, err := s.write(batch, updates)
+	if err == nil && s.OnCommit != nil {
+		s.OnCommit(len(batch), len(updates), time.Since(start))
+	}
 	if err != nil && len(batch) > 0 && len(updates) > 0 {
 		// Do not let updates that cannot be written (a full disk, say) fail
 		// the appends with them: try the appends alone.

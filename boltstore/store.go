@@ -67,6 +67,11 @@ type Store struct {
 	// set it otherwise. Default false.
 	UnsafeNoSync bool
 
+	// OnCommit, if set, is told of every group commit: appends and status
+	// updates in it, and how long the transaction with its fsync took (for
+	// metrics). It runs on the committer and must not block.
+	OnCommit func(appends, updates int, took time.Duration)
+
 	// Now defaults to time.Now; tests replace it.
 	Now func() time.Time
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/jsctl/jsctl/boltstore"
 	"github.com/jsctl/jsctl/embedded"
@@ -44,6 +45,7 @@ type App struct {
 	http     *http.Server
 	httpLis  net.Listener
 
+	metrics  *appMetrics
 	ready    atomic.Bool
 	stop     context.CancelFunc // stops background work
 	bg       sync.WaitGroup
@@ -75,7 +77,9 @@ func (a *App) Open(ctx context.Context) (err error) {
 		}
 	}
 
+	a.metrics = newAppMetrics()
 	a.ledger = boltstore.New(cfg.LedgerPath())
+	a.ledger.OnCommit = a.metrics.onCommit
 	a.ledger.LockTimeout = cfg.Ledger.LockTimeout
 	a.ledger.IdempotencyTTL = cfg.Ledger.IdempotencyTTL
 	a.ledger.MaxBatch = cfg.Ledger.MaxBatch
@@ -129,6 +133,8 @@ func (a *App) Open(ctx context.Context) (err error) {
 	a.pipeline = event.NewPipeline(a.ledger, a.queue, a.queue)
 	a.pipeline.Limits = cfg.EventLimits()
 	a.pipeline.Logger = a.Logger
+	a.pipeline.OnPublished = a.metrics.onPublished
+	a.metrics.reg.MustRegister(newStreamCollector(a.queue.JetStream(), cfg.NATS.Stream, a.ledger.Groups))
 	start := time.Now()
 	rec, err := a.pipeline.Recover(ctx)
 	if err != nil {
@@ -165,7 +171,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 	a.rpc = rpc.NewServer(a.pipeline, rpc.Options{
 		MaxRecvBytes: maxRecv, Logger: a.Logger, Tokens: cfg.RPCTokens(), Creds: creds,
 		MaxConcurrentStreams: cfg.GRPC.MaxConcurrentStreams, KeepaliveMinTime: cfg.GRPC.KeepaliveMinTime,
-		RatePerSecond: cfg.GRPC.RateLimit, RateBurst: burst,
+		RatePerSecond: cfg.GRPC.RateLimit, RateBurst: burst, Metrics: a.metrics.grpc,
 	})
 	a.rpc.SetServing(true)
 	go a.rpc.Serve(a.grpcLis)
@@ -236,6 +242,7 @@ func (a *App) httpHandler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !a.ready.Load() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)

@@ -86,6 +86,10 @@ type Pipeline struct {
 	// gave up waiting for it. Default 30s.
 	PublishTimeout time.Duration
 
+	// OnPublished, if set, is told of every acknowledged event and how long
+	// its NewEvent took (for metrics). It must not block.
+	OnPublished func(e *Event, took time.Duration)
+
 	// Now and NewID default to time.Now and NewID; tests replace them.
 	Now   func() time.Time
 	NewID func() (ID, error)
@@ -125,6 +129,7 @@ func (p *Pipeline) Publish(ctx context.Context, e *Event) (*Event, error) {
 		return nil, fmt.Errorf("new id: %w", err)
 	}
 	e.ID, e.CreatedAt, e.Status, e.Sequence = id, p.Now(), StatusAccepted, 0
+	start := e.CreatedAt
 	stored, created, err := p.Ledger.Append(e, p.Queue.LastSequence())
 	if err != nil {
 		return nil, err
@@ -134,7 +139,11 @@ func (p *Pipeline) Publish(ctx context.Context, e *Event) (*Event, error) {
 		stored.Payload = nil
 		return stored, nil // an idempotent retry of a published event
 	}
-	return p.publish(ctx, stored)
+	out, err := p.publish(ctx, stored)
+	if err == nil && p.OnPublished != nil {
+		p.OnPublished(out, p.Now().Sub(start))
+	}
+	return out, err
 }
 
 // Event returns the stored event; see Ledger.Get.

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -53,6 +54,8 @@ type Options struct {
 	// RatePerSecond (with RateBurst) limits each client's calls; 0 is off.
 	RatePerSecond float64
 	RateBurst     int
+	// Metrics, if set, count and time every call (grpc_server_* series).
+	Metrics *grpcprom.ServerMetrics
 }
 
 // NewServer returns a Server for the pipeline. Health reports NOT_SERVING
@@ -62,8 +65,14 @@ func NewServer(p *event.Pipeline, o Options) *Server {
 		o.Logger = slog.Default()
 	}
 	s := &Server{events: p, log: o.Logger, health: health.NewServer(), quit: make(chan struct{})}
-	unary := []grpc.UnaryServerInterceptor{s.countInflight, s.logCalls, recovery.UnaryServerInterceptor(s.recoverOpt())}
-	streams := []grpc.StreamServerInterceptor{recovery.StreamServerInterceptor(s.recoverOpt())}
+	unary := []grpc.UnaryServerInterceptor{s.countInflight, s.logCalls}
+	streams := []grpc.StreamServerInterceptor{}
+	if o.Metrics != nil {
+		unary = append(unary, o.Metrics.UnaryServerInterceptor())
+		streams = append(streams, o.Metrics.StreamServerInterceptor())
+	}
+	unary = append(unary, recovery.UnaryServerInterceptor(s.recoverOpt()))
+	streams = append(streams, recovery.StreamServerInterceptor(s.recoverOpt()))
 	if auth := newAuthenticator(o.Tokens); auth != nil {
 		unary = append(unary, auth.unary)
 		streams = append(streams, auth.stream)
@@ -89,6 +98,9 @@ func NewServer(p *event.Pipeline, o Options) *Server {
 	}
 	s.grpc = grpc.NewServer(opts...)
 	pb.RegisterControllerServer(s.grpc, s)
+	if o.Metrics != nil {
+		defer o.Metrics.InitializeMetrics(s.grpc)
+	}
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	s.SetServing(false)
