@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -244,13 +245,36 @@ func (a *App) httpHandler() http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !a.ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		if err := a.readiness(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
 	})
 	return mux
+}
+
+// minFreeBytes is the free space under the data dir below which /readyz
+// reports not ready: the ledger and JetStream need room to take events.
+const minFreeBytes = 64 << 20
+
+// readiness returns why the app cannot take events, or nil: still starting
+// or stopping, NATS down, or the data dir's disk (nearly) full.
+func (a *App) readiness() error {
+	if !a.ready.Load() {
+		return errors.New("starting or stopping")
+	}
+	if a.nats == nil || !a.nats.Running() {
+		return errors.New("NATS JetStream is not running")
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(a.Config.DataDir, &st); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if free := st.Bavail * uint64(st.Bsize); free < minFreeBytes {
+		return fmt.Errorf("disk nearly full: %d bytes free under %s", free, a.Config.DataDir)
+	}
+	return nil
 }
 
 // Run opens the app, serves until ctx is done, then closes it.

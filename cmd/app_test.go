@@ -273,6 +273,9 @@ func TestHealthReflectionAndHTTP(t *testing.T) {
 	rcancel()
 	// After Close, health is gone with the server; the files are private.
 	a.Close()
+	if err := a.readiness(); err == nil {
+		t.Fatal("readiness after Close: ready")
+	}
 	for _, p := range []string{a.Config.DataDir, a.Config.LedgerPath(), a.Config.JetStreamDir()} {
 		fi, err := os.Stat(p)
 		if err != nil {

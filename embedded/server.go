@@ -118,6 +118,11 @@ func (s *Server) Connect(name string) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// Running reports whether the server is up and JetStream enabled.
+func (s *Server) Running() bool {
+	return s.ns != nil && s.ns.Running() && s.ns.JetStreamEnabled()
+}
+
 // ClientURL is the URL native clients use; empty without a listener.
 func (s *Server) ClientURL() string {
 	if s.Listen == "" || s.ns == nil {
