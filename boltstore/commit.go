@@ -146,9 +146,14 @@ func (s *Store) commit(batch []*appendReq, updates []update) error {
 		return nil
 	}
 	start := time.Now()
-	changed, err := s.write(batch, updates)
+	changed, statusChanges, err := s.write(batch, updates)
 	if err == nil && s.OnCommit != nil {
 		s.OnCommit(len(batch), len(updates), time.Since(start))
+	}
+	if err == nil && s.OnStatus != nil {
+		for _, c := range statusChanges {
+			s.OnStatus(c.eventType, c.to)
+		}
 	}
 	if err != nil && len(batch) > 0 && len(updates) > 0 {
 		// Do not let updates that cannot be written (a full disk, say) fail
@@ -156,7 +161,7 @@ func (s *Store) commit(batch []*appendReq, updates []update) error {
 		s.Logger.Error("ledger commit failed; retrying the appends alone", "appends", len(batch), "updates", len(updates), "err", err)
 		s.requeue(updates, err)
 		updates = nil
-		changed, err = s.write(batch, nil)
+		changed, _, err = s.write(batch, nil)
 	}
 	if err != nil {
 		s.Logger.Error("ledger commit failed", "appends", len(batch), "updates", len(updates), "err", err)
@@ -192,11 +197,13 @@ func (s *Store) commit(batch []*appendReq, updates []update) error {
 // write runs one transaction: updates first, so that an append resolved to an
 // existing event by its idempotency key reads that event's latest status.
 // It returns the events whose status changed.
-func (s *Store) write(batch []*appendReq, updates []update) ([]ID, error) {
+func (s *Store) write(batch []*appendReq, updates []update) ([]ID, []statusChange, error) {
 	now := s.Now()
 	var changed []ID
+	var statusChanges []statusChange
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		w := s.newWriter(tx)
+		defer func() { statusChanges = w.statusChanges }()
 		changed = changed[:0]
 		for _, u := range updates {
 			var id ID
@@ -225,9 +232,9 @@ func (s *Store) write(batch []*appendReq, updates []update) ([]ID, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, storageError(err)
+		return nil, nil, storageError(err)
 	}
-	return changed, nil
+	return changed, statusChanges, nil
 }
 
 // requeue puts updates that could not be written back at the head of the
@@ -262,6 +269,16 @@ func (s *Store) failUpdates(updates []update, err error) {
 type writer struct {
 	events, state, byStatus, sequences, idem, idemExpiry *bolt.Bucket
 	groups                                               map[string]event.Group
+
+	// statusChanges are the overall status changes made by consumer
+	// outcomes in this transaction, reported after it commits.
+	statusChanges []statusChange
+}
+
+// statusChange is an event's new overall status, for OnStatus.
+type statusChange struct {
+	eventType string
+	to        event.Status
 }
 
 func (s *Store) newWriter(tx *bolt.Tx) *writer {

@@ -162,6 +162,9 @@ func (w *writer) group(u event.GroupUpdate) error {
 			return nil
 		}
 	}
+	if st.Status != old.Status {
+		w.statusChanges = append(w.statusChanges, statusChange{eventType: e.Type, to: st.Status})
+	}
 	if u.Outcome == event.OutcomeRedriven {
 		v := append(append([]byte{}, u.ID[:]...), u.Group...)
 		if err := w.sequences.Put(seqKey(u.Sequence), v); err != nil {

@@ -72,6 +72,12 @@ type Store struct {
 	// metrics). It runs on the committer and must not block.
 	OnCommit func(appends, updates int, took time.Duration)
 
+	// OnStatus, if set, is told of every change of an event's overall
+	// status made by a consumer outcome (DELIVERED, PROCESSED, FAILED, and
+	// back after a redrive), after its commit (for metrics). It runs on the
+	// committer and must not block.
+	OnStatus func(eventType string, to event.Status)
+
 	// Now defaults to time.Now; tests replace it.
 	Now func() time.Time
 

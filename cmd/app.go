@@ -81,6 +81,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 	a.metrics = newAppMetrics()
 	a.ledger = boltstore.New(cfg.LedgerPath())
 	a.ledger.OnCommit = a.metrics.onCommit
+	a.ledger.OnStatus = a.metrics.onStatus
 	a.ledger.LockTimeout = cfg.Ledger.LockTimeout
 	a.ledger.IdempotencyTTL = cfg.Ledger.IdempotencyTTL
 	a.ledger.MaxBatch = cfg.Ledger.MaxBatch
@@ -134,6 +135,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 	a.pipeline = event.NewPipeline(a.ledger, a.queue, a.queue)
 	a.pipeline.Limits = cfg.EventLimits()
 	a.pipeline.Logger = a.Logger
+	a.pipeline.OnAccepted = a.metrics.onAccepted
 	a.pipeline.OnPublished = a.metrics.onPublished
 	a.metrics.reg.MustRegister(newStreamCollector(a.queue.JetStream(), cfg.NATS.Stream, a.ledger.Groups))
 	start := time.Now()

@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,7 +23,7 @@ type appMetrics struct {
 	reg  *prometheus.Registry
 	grpc *grpcprom.ServerMetrics
 
-	published     *prometheus.CounterVec
+	events        *prometheus.CounterVec
 	newEvent      prometheus.Histogram
 	commitEvents  prometheus.Histogram
 	commitSeconds prometheus.Histogram
@@ -36,10 +37,10 @@ func newAppMetrics() *appMetrics {
 		reg: prometheus.NewRegistry(),
 		grpc: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
 			grpcprom.WithHistogramBuckets(prometheus.ExponentialBuckets(0.0005, 2, 14)))),
-		published: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "jsctl_events_published_total",
-			Help: "Events acknowledged (durable in the ledger and in the stream), by event type (at most 100 types, then \"other\").",
-		}, []string{"event_type"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jsctl_events_total",
+			Help: "Events reaching a status (accepted: durable in the ledger; published: acknowledged; delivered, processed, failed: overall, from consumers), by event type (at most 100 types, then \"other\").",
+		}, []string{"event_type", "status"}),
 		newEvent: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "jsctl_new_event_duration_seconds", Help: "Time from a NewEvent request to its ack.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
@@ -54,7 +55,7 @@ func newAppMetrics() *appMetrics {
 		}),
 		types: map[string]bool{},
 	}
-	m.reg.MustRegister(m.grpc, m.published, m.newEvent, m.commitEvents, m.commitSeconds,
+	m.reg.MustRegister(m.grpc, m.events, m.newEvent, m.commitEvents, m.commitSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -73,9 +74,21 @@ func (m *appMetrics) typeLabel(t string) string {
 	return t
 }
 
+func (m *appMetrics) onAccepted(eventType string) {
+	m.events.WithLabelValues(m.typeLabel(eventType), "accepted").Inc()
+}
+
 func (m *appMetrics) onPublished(e *event.Event, took time.Duration) {
-	m.published.WithLabelValues(m.typeLabel(e.Type)).Inc()
+	m.events.WithLabelValues(m.typeLabel(e.Type), "published").Inc()
 	m.newEvent.Observe(took.Seconds())
+}
+
+// onStatus counts consumer-driven status changes (not the way back to
+// PUBLISHED after a redrive).
+func (m *appMetrics) onStatus(eventType string, to event.Status) {
+	if to > event.StatusPublished {
+		m.events.WithLabelValues(m.typeLabel(eventType), strings.ToLower(to.String())).Inc()
+	}
 }
 
 func (m *appMetrics) onCommit(appends, _ int, took time.Duration) {

@@ -86,8 +86,10 @@ type Pipeline struct {
 	// gave up waiting for it. Default 30s.
 	PublishTimeout time.Duration
 
-	// OnPublished, if set, is told of every acknowledged event and how long
-	// its NewEvent took (for metrics). It must not block.
+	// OnAccepted, if set, is told of every event made durable in the ledger;
+	// OnPublished of every acknowledged one and how long its NewEvent took
+	// (for metrics). They must not block.
+	OnAccepted  func(eventType string)
 	OnPublished func(e *Event, took time.Duration)
 
 	// Now and NewID default to time.Now and NewID; tests replace them.
@@ -135,6 +137,9 @@ func (p *Pipeline) Publish(ctx context.Context, e *Event) (*Event, error) {
 		return nil, err
 	}
 	failpoint("after-ledger-commit")
+	if created && p.OnAccepted != nil {
+		p.OnAccepted(e.Type)
+	}
 	if !created && stored.Status != StatusAccepted {
 		stored.Payload = nil
 		return stored, nil // an idempotent retry of a published event
