@@ -127,6 +127,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 	a.queue.Prefix = cfg.NATS.SubjectPrefix
 	a.queue.DuplicateWindow = cfg.NATS.DuplicateWindow
 	a.queue.AckTimeout = cfg.NATS.AckTimeout
+	a.queue.MaxAge, a.queue.MaxBytes = cfg.NATS.MaxAge, cfg.NATS.MaxBytes
 	a.queue.MaxInFlight = cfg.NATS.MaxInFlight
 	if err := a.queue.Open(ctx); err != nil {
 		return err

@@ -162,6 +162,11 @@ type NATSConfig struct {
 	// AckTimeout bounds the wait for JetStream's acknowledgement of a publish.
 	// Default 10s.
 	AckTimeout time.Duration `yaml:"ack_timeout"`
+	// MaxAge and MaxBytes bound the stream: older messages, or those beyond
+	// the size, are removed (the ledger keeps the events' records). 0 is no
+	// limit. Default 0.
+	MaxAge   time.Duration `yaml:"max_age"`
+	MaxBytes int64         `yaml:"max_bytes"`
 	// MaxInFlight caps publishes waiting for an acknowledgement. Default 16384.
 	MaxInFlight int `yaml:"max_in_flight"`
 }
@@ -371,6 +376,12 @@ func (c *Config) Validate() error {
 	}
 	if c.NATS.SubjectPrefix == "jsctl" || strings.HasPrefix(c.NATS.SubjectPrefix, "jsctl.") {
 		bad("nats.subject_prefix", "jsctl.> is reserved for redrive messages")
+	}
+	if c.NATS.MaxAge < 0 || c.NATS.MaxBytes < 0 {
+		bad("nats.max_age", "nats.max_age and nats.max_bytes must be 0 (no limit) or positive")
+	}
+	if c.NATS.MaxAge > 0 && c.NATS.DuplicateWindow > c.NATS.MaxAge {
+		bad("nats.duplicate_window", "%s is longer than nats.max_age %s", c.NATS.DuplicateWindow, c.NATS.MaxAge)
 	}
 	if c.GRPC.MaxConcurrentStreams == 0 {
 		bad("grpc.max_concurrent_streams", "must be positive")

@@ -134,3 +134,22 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestStreamLimits: nats.max_age and nats.max_bytes reach the stream.
+func TestStreamLimits(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.NATS.MaxAge, cfg.NATS.MaxBytes = time.Hour, 64<<20
+	a := startApp(t, cfg)
+	s, err := a.queue.JetStream().Stream(ctxT(t), cfg.NATS.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CachedInfo().Config; got.MaxAge != time.Hour || got.MaxBytes != 64<<20 {
+		t.Fatalf("stream limits: max_age %s, max_bytes %d", got.MaxAge, got.MaxBytes)
+	}
+	t.Run("ErrDuplicateWindowOverMaxAge", func(t *testing.T) {
+		if _, err := LoadConfig(writeConfig(t, "nats:\n  max_age: 1m\n  duplicate_window: 2m\n"), nil, nil); err == nil || !strings.Contains(err.Error(), "nats.duplicate_window") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}

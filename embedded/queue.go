@@ -25,6 +25,11 @@ type Queue struct {
 	// DuplicateWindow is how long JetStream remembers message IDs. Default 2m.
 	DuplicateWindow time.Duration
 
+	// MaxAge and MaxBytes limit the stream (oldest messages go first); 0 is
+	// no limit. Default 0. The ledger keeps the events' records regardless.
+	MaxAge   time.Duration
+	MaxBytes int64
+
 	// AckTimeout bounds the wait for one PubAck. Default 10s.
 	AckTimeout time.Duration
 
@@ -72,6 +77,8 @@ func (q *Queue) Open(ctx context.Context) error {
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
 		Duplicates:  q.DuplicateWindow,
+		MaxAge:      q.MaxAge,
+		MaxBytes:    max(q.MaxBytes, 0),
 		AllowDirect: true,
 	})
 	if err != nil {
