@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -79,7 +80,7 @@ and prints each scenario's ratio to its baselines.`,
 				}
 			}
 			for _, s := range scenarios {
-				if !slicesContains(benchScenarios, s) {
+				if !slices.Contains(benchScenarios, s) {
 					return fmt.Errorf("unknown scenario %q: want publish, stream, status, consume or all", s)
 				}
 			}
@@ -103,15 +104,6 @@ and prints each scenario's ratio to its baselines.`,
 	}
 	o.AddFlags(c.Flags())
 	return c
-}
-
-func slicesContains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // benchReport is everything one `jsctl bench` measured.

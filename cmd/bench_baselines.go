@@ -118,12 +118,17 @@ func baselineSyncPublish(ctx context.Context, name string, syncAlways bool, payl
 		return benchResult{}, err
 	}
 	defer b.close()
+	return b.syncPublish(ctx, name, payload, l), nil
+}
+
+// syncPublish publishes with js.Publish, each call waiting for its PubAck.
+func (b *benchJetStream) syncPublish(ctx context.Context, name string, payload []byte, l load) benchResult {
 	return l.run(ctx, name, func(int) (func(context.Context, int) error, func()) {
 		return func(ctx context.Context, _ int) error {
 			_, err := b.js.Publish(ctx, "bench.sync", payload)
 			return err
 		}, nil
-	}), nil
+	})
 }
 
 // baselineAsyncPublish measures raw PublishAsync, streamWindow in flight per
@@ -174,8 +179,8 @@ func baselineConsume(ctx context.Context, payload []byte, total int) (benchResul
 	}
 	defer b.close()
 	seed := load{Total: total, Workers: 4}
-	if r, err := baselineAsyncPublishOn(ctx, b, payload, seed); err != nil || r.Errors > 0 {
-		return benchResult{}, fmt.Errorf("seed: %v %s", err, r.FirstError)
+	if r := b.syncPublish(ctx, "seed", payload, seed); r.Errors > 0 {
+		return benchResult{}, fmt.Errorf("seed: %s", r.FirstError)
 	}
 	c, err := b.js.CreateConsumer(ctx, "BENCH", jetstream.ConsumerConfig{Durable: "bench", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 4096})
 	if err != nil {
@@ -221,14 +226,4 @@ func baselineConsume(ctx context.Context, payload []byte, total int) (benchResul
 	}
 	wg.Wait()
 	return rec.result(baseConsume, time.Since(start)), nil
-}
-
-func baselineAsyncPublishOn(ctx context.Context, b *benchJetStream, payload []byte, l load) (benchResult, error) {
-	r := l.run(ctx, "seed", func(int) (func(context.Context, int) error, func()) {
-		return func(ctx context.Context, _ int) error {
-			_, err := b.js.Publish(ctx, "bench.consume", payload)
-			return err
-		}, nil
-	})
-	return r, nil
 }

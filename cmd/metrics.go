@@ -28,7 +28,7 @@ type appMetrics struct {
 	commitEvents  prometheus.Histogram
 	commitSeconds prometheus.Histogram
 
-	typesMu sync.Mutex
+	typesMu sync.RWMutex
 	types   map[string]bool
 }
 
@@ -60,8 +60,18 @@ func newAppMetrics() *appMetrics {
 	return m
 }
 
-// typeLabel caps the event_type label's cardinality.
+// typeLabel caps the event_type label's cardinality. Known types take only
+// the read lock: this runs once per event.
 func (m *appMetrics) typeLabel(t string) string {
+	m.typesMu.RLock()
+	known, full := m.types[t], len(m.types) >= maxTypeLabels
+	m.typesMu.RUnlock()
+	switch {
+	case known:
+		return t
+	case full:
+		return "other"
+	}
 	m.typesMu.Lock()
 	defer m.typesMu.Unlock()
 	if m.types[t] {

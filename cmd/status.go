@@ -63,11 +63,10 @@ ledger file, so it works while the server runs.`,
 	return c
 }
 
-// Exit codes of `jsctl status --wait`.
+// Exit codes of `jsctl status --wait` (PROCESSED exits 0).
 const (
-	exitProcessed = 0
-	exitFailed    = 1
-	exitTimeout   = 2
+	exitFailed  = 1
+	exitTimeout = 2
 )
 
 // waitFor follows the event with WatchEvent until PROCESSED, FAILED or the

@@ -56,12 +56,12 @@ func powerRun(t *testing.T, bin string, pfs *powerFS, noFsync bool) (lost, acked
 			return len(rec.acked), len(rec.acked), rolledBack // refused to start: the ledger is damaged
 		}
 		srv.waitServing(cc)
-		if n := countLost(client, rec); n > 0 || cycle == *powerCycles {
+		if n, moved := survey(client, rec); n > 0 || cycle == *powerCycles {
 			if !noFsync {
 				verifyEvents(t, client, rec, true, false)
 				assertNoneAccepted(t, client)
 				scanStream(t, natsAddr, rec)
-				t.Logf("%d acknowledged events are at a new stream sequence: JetStream lost them unsynced and the ledger published them again", countMoved(client, rec))
+				t.Logf("%d acknowledged events are at a new stream sequence: JetStream lost them unsynced and the ledger published them again", moved)
 			}
 			srv.kill()
 			return n, len(rec.acked), rolledBack
@@ -80,35 +80,21 @@ func powerRun(t *testing.T, bin string, pfs *powerFS, noFsync bool) (lost, acked
 	return 0, len(rec.acked), rolledBack
 }
 
-// countLost asks for every acknowledged event and counts those not found.
-func countLost(client pb.ControllerClient, rec *record) int {
+// survey asks for every acknowledged event: how many are gone, and how many
+// are at another sequence than their ack said (published again).
+func survey(client pb.ControllerClient, rec *record) (lost, moved int) {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	lost := 0
-	for _, id := range rec.order {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := client.EventStatus(ctx, &pb.EventStatusRequest{CorrelationId: id})
-		cancel()
-		if err != nil {
-			lost++
-		}
-	}
-	return lost
-}
-
-// countMoved counts acknowledged events now at another sequence than their ack
-// said.
-func countMoved(client pb.ControllerClient, rec *record) int {
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	moved := 0
 	for _, id := range rec.order {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		st, err := client.EventStatus(ctx, &pb.EventStatusRequest{CorrelationId: id})
 		cancel()
-		if err == nil && st.GetEvent().GetStreamSequence() != rec.acked[id] {
+		switch {
+		case err != nil:
+			lost++
+		case st.GetEvent().GetStreamSequence() != rec.acked[id]:
 			moved++
 		}
 	}
-	return moved
+	return lost, moved
 }
