@@ -1086,7 +1086,8 @@ type SettleResult struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	DeliveryId string                 `protobuf:"bytes,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
 	Action     SettleAction           `protobuf:"varint,2,opt,name=action,proto3,enum=controller.v1.SettleAction" json:"action,omitempty"`
-	// A gRPC status code: 0 OK, 9 FAILED_PRECONDITION, 14 UNAVAILABLE.
+	// A gRPC status code: 0 OK, 3 INVALID_ARGUMENT, 9 FAILED_PRECONDITION,
+	// 14 UNAVAILABLE.
 	Code          int32  `protobuf:"varint,3,opt,name=code,proto3" json:"code,omitempty"`
 	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields protoimpl.UnknownFields

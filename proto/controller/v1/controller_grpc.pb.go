@@ -42,6 +42,11 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // Controller accepts events, publishes them to JetStream and tracks their status.
+//
+// On every RPC, when the server has bearer tokens configured:
+// UNAUTHENTICATED without a valid "authorization: Bearer <token>",
+// PERMISSION_DENIED when the token lacks the method's role; and
+// RESOURCE_EXHAUSTED when the client is over its rate limit (if one is set).
 type ControllerClient interface {
 	// NewEvent stores an event durably and publishes it to the stream.
 	//
@@ -79,8 +84,10 @@ type ControllerClient interface {
 	// unsettled deliveries on one stream. Each settle is answered on the stream
 	// with a Delivery whose `settled` is set: code 0 (OK) once the outcome is
 	// recorded (for ack and terminate: durable in the ledger, then confirmed by
-	// JetStream), or 9 (FAILED_PRECONDITION) for an unknown or already settled
-	// delivery; the stream stays open either way. Deliveries left unsettled when
+	// JetStream), 9 (FAILED_PRECONDITION) for an unknown or already settled
+	// delivery, 3 (INVALID_ARGUMENT) for a request without settle or an unknown
+	// action, 14 (UNAVAILABLE) when the outcome could not be recorded; the
+	// stream stays open in every case. Deliveries left unsettled when
 	// the stream ends are delivered again after the group's ack wait.
 	//
 	// Errors ending the stream: INVALID_ARGUMENT (bad group name or filter, or a
@@ -199,6 +206,11 @@ func (c *controllerClient) ListEvents(ctx context.Context, in *ListEventsRequest
 // for forward compatibility.
 //
 // Controller accepts events, publishes them to JetStream and tracks their status.
+//
+// On every RPC, when the server has bearer tokens configured:
+// UNAUTHENTICATED without a valid "authorization: Bearer <token>",
+// PERMISSION_DENIED when the token lacks the method's role; and
+// RESOURCE_EXHAUSTED when the client is over its rate limit (if one is set).
 type ControllerServer interface {
 	// NewEvent stores an event durably and publishes it to the stream.
 	//
@@ -236,8 +248,10 @@ type ControllerServer interface {
 	// unsettled deliveries on one stream. Each settle is answered on the stream
 	// with a Delivery whose `settled` is set: code 0 (OK) once the outcome is
 	// recorded (for ack and terminate: durable in the ledger, then confirmed by
-	// JetStream), or 9 (FAILED_PRECONDITION) for an unknown or already settled
-	// delivery; the stream stays open either way. Deliveries left unsettled when
+	// JetStream), 9 (FAILED_PRECONDITION) for an unknown or already settled
+	// delivery, 3 (INVALID_ARGUMENT) for a request without settle or an unknown
+	// action, 14 (UNAVAILABLE) when the outcome could not be recorded; the
+	// stream stays open in every case. Deliveries left unsettled when
 	// the stream ends are delivered again after the group's ack wait.
 	//
 	// Errors ending the stream: INVALID_ARGUMENT (bad group name or filter, or a
