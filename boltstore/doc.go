@@ -10,9 +10,11 @@
 // events; alone, an event waits for exactly one commit.
 //
 // Status updates (the PUBLISHED mark, and what consumer groups did) are
-// queued in order and ride along with the next commit; they never cost a
-// commit of their own under load. Get sees marks from the moment they are
-// made. If the process dies before the commit, the event is still ACCEPTED in
+// queued in order and ride along with a later commit; they never cost a
+// commit of their own under load. Consumer outcomes go with the next commit;
+// PUBLISHED marks wait up to MarkDelay (20 ms) or until MarkBatch (2048) are
+// queued, so that hundreds share the index pages they touch. Get sees marks
+// from the moment they are made. If the process dies before the commit, the event is still ACCEPTED in
 // the file and start-up recovery finds it in the stream or publishes it
 // again. A caller that must know an update is durable (an ack, before it is
 // passed to JetStream) uses RecordGroupSync, which waits for the commit.

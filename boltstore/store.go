@@ -58,6 +58,12 @@ type Store struct {
 	// is used; the unused part is sparse.)
 	MaxSize int
 
+	// MarkDelay is how long a PUBLISHED mark may wait to be written, so that
+	// many share the pages they touch; MarkBatch caps how many wait. Marks
+	// need not be durable (see takeUpdates). Defaults 20ms and 2048.
+	MarkDelay time.Duration
+	MarkBatch int
+
 	// CleanupInterval is how often expired idempotency keys are removed.
 	// Default 1m.
 	CleanupInterval time.Duration
@@ -94,14 +100,21 @@ type Store struct {
 	closed  bool
 
 	markMu  sync.Mutex
-	updates []update    // made, not yet taken by the committer
-	marked  map[ID]mark // marks made, not yet committed: Get applies these
+	updates []update // made, not yet taken by the committer
+	urgent  int      // how many of updates are not PUBLISHED marks
+	// when updates last became non-empty; zero means due at once
+	updatesSince time.Time
+	marked       map[ID]mark // marks made, not yet committed: Get applies these
 
 	groupMu sync.RWMutex
 	groups  map[string]event.Group // every consumer group, by name
 
 	watchMu  sync.Mutex
 	watchers map[ID][]chan struct{}
+
+	// Owned by the committer: bbolt's high-water mark as of the last
+	// commit, and the end of the zeroed tail (prealloc.go).
+	highWater, zeroTo int64
 }
 
 // ID is the ledger's key for an event.
@@ -114,6 +127,8 @@ func New(path string) *Store {
 		LockTimeout:     time.Second,
 		IdempotencyTTL:  24 * time.Hour,
 		MaxBatch:        4096,
+		MarkDelay:       20 * time.Millisecond,
+		MarkBatch:       2048,
 		CleanupInterval: time.Minute,
 		Now:             time.Now,
 		Logger:          slog.Default(),
@@ -151,6 +166,7 @@ func (s *Store) Open() (err error) {
 		return fmt.Errorf("ledger %s: %w", s.Path, err)
 	}
 	s.closed = false
+	s.highWater, s.zeroTo = 0, 0
 	s.appends = make(chan *appendReq, s.MaxBatch)
 	s.wake = make(chan struct{}, 1)
 	s.closing = make(chan struct{})
