@@ -56,4 +56,8 @@
 // LockTimeout with an error wrapping event.ErrLocked. Running out of space
 // (MaxSize or a full disk) fails the writes of that commit with event.ErrFull;
 // nothing of them is stored and later commits succeed once space is free.
+//
+// The committer keeps zeroed, allocated space ahead of bbolt's high-water
+// mark (prealloc.go), so the file is up to 16 MiB larger than its pages
+// (never beyond MaxSize).
 package boltstore

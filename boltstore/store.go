@@ -54,8 +54,8 @@ type Store struct {
 
 	// MaxSize caps the space the ledger may use in its file, in bytes; 0 means
 	// no limit. Writes beyond it fail with event.ErrFull. (bbolt grows the
-	// file in steps of up to 16 MiB, so the file can look larger than what
-	// is used; the unused part is sparse.)
+	// file in steps of up to 16 MiB, and the committer zeroes space ahead of
+	// it up to MaxSize, so the file can be larger than what is used.)
 	MaxSize int
 
 	// MarkDelay is how long a PUBLISHED mark may wait to be written, so that
