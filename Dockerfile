@@ -5,7 +5,13 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/jsctl . \
+# jsctl version prints these: docker build --build-arg VERSION=v1.2.3 \
+#   --build-arg COMMIT=$(git rev-parse HEAD) --build-arg BUILD_DATE=$(date -u +%FT%TZ) .
+ARG VERSION=devel
+ARG COMMIT=unknown
+ARG BUILD_DATE=unknown
+RUN CGO_ENABLED=0 go build -trimpath -o /out/jsctl \
+      -ldflags "-s -w -X github.com/jsctl/jsctl/cmd.Version=${VERSION} -X github.com/jsctl/jsctl/cmd.Commit=${COMMIT} -X github.com/jsctl/jsctl/cmd.BuildDate=${BUILD_DATE}" . \
  && mkdir -p /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot

@@ -7,9 +7,16 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// Version is set at build time with -ldflags "-X github.com/jsctl/jsctl/cmd.Version=v1.2.3";
-// otherwise it comes from the module's build info.
-var Version = ""
+// Version, Commit and BuildDate are stamped at build time (the Dockerfile
+// does it):
+//
+//	go build -ldflags "-X github.com/jsctl/jsctl/cmd.Version=v1.2.3 \
+//	  -X github.com/jsctl/jsctl/cmd.Commit=$(git rev-parse HEAD) \
+//	  -X github.com/jsctl/jsctl/cmd.BuildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)" .
+//
+// Left empty, they come from the module's build info (the VCS stamp of a
+// plain go build in a git checkout), else "devel" and "unknown".
+var Version, Commit, BuildDate string
 
 func newVersionCommand() *cobra.Command {
 	return &cobra.Command{
@@ -25,13 +32,16 @@ func newVersionCommand() *cobra.Command {
 }
 
 func buildInfo() (version, commit, date string) {
-	version, commit, date = Version, "unknown", "unknown"
+	version, commit, date = Version, orUnknown(Commit), orUnknown(BuildDate)
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return orDevel(version), commit, date
 	}
 	if version == "" {
 		version = bi.Main.Version
+	}
+	if Commit != "" || BuildDate != "" {
+		return orDevel(version), orUnknown(Commit), orUnknown(BuildDate)
 	}
 	for _, s := range bi.Settings {
 		switch s.Key {
@@ -51,6 +61,13 @@ func buildInfo() (version, commit, date string) {
 func orDevel(v string) string {
 	if v == "" || v == "(devel)" {
 		return "devel"
+	}
+	return v
+}
+
+func orUnknown(v string) string {
+	if v == "" {
+		return "unknown"
 	}
 	return v
 }

@@ -39,6 +39,17 @@ var binaries struct {
 	err       error
 }
 
+// The builds are stamped the way the Dockerfile stamps a release, and
+// TestVersionStamp checks that jsctl version prints the stamp.
+const (
+	stampVersion = "v0.0.0-crashtest"
+	stampCommit  = "0123456789abcdef0123456789abcdef01234567"
+	stampDate    = "2026-12-04T00:00:00Z"
+	stampFlags   = "-X github.com/jsctl/jsctl/cmd.Version=" + stampVersion +
+		" -X github.com/jsctl/jsctl/cmd.Commit=" + stampCommit +
+		" -X github.com/jsctl/jsctl/cmd.BuildDate=" + stampDate
+)
+
 func build(t *testing.T) (plain, failpoints string) {
 	t.Helper()
 	binaries.once.Do(func() {
@@ -49,7 +60,7 @@ func build(t *testing.T) (plain, failpoints string) {
 		binaries.plain = filepath.Join(binaries.dir, "jsctl")
 		binaries.failpoint = filepath.Join(binaries.dir, "jsctl-failpoints")
 		for _, b := range []struct{ out, tags string }{{binaries.plain, ""}, {binaries.failpoint, "failpoints"}} {
-			cmd := exec.Command("go", "build", "-tags", b.tags, "-o", b.out, "..")
+			cmd := exec.Command("go", "build", "-tags", b.tags, "-o", b.out, "-ldflags", stampFlags, "..")
 			if out, err := cmd.CombinedOutput(); err != nil {
 				binaries.err = fmt.Errorf("go build: %v\n%s", err, out)
 				return

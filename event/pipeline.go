@@ -24,7 +24,7 @@ type Ledger interface {
 	Append(e *Event, floor uint64) (stored *Event, created bool, err error)
 
 	// MarkPublished records that the event is in the stream at seq. It does not
-	// wait: the mark is written with the next group commit, and Get sees it at
+	// wait: the mark is written with a later group commit, and Get sees it at
 	// once. Marking an event that is already published does nothing.
 	MarkPublished(id ID, seq uint64, reason string)
 
