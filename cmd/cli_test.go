@@ -138,3 +138,12 @@ func TestCLIVersion(t *testing.T) {
 		t.Fatalf("version: exit %d, %q", code, out)
 	}
 }
+
+func TestCLICompletion(t *testing.T) {
+	for _, shell := range []string{"bash", "zsh", "fish"} {
+		code, out, errOut := runCLI(t, "", "completion", shell)
+		if code != 0 || !strings.Contains(out, "jsctl") || len(out) < 1000 {
+			t.Errorf("completion %s: exit %d, %d bytes of script, stderr %q", shell, code, len(out), errOut)
+		}
+	}
+}
