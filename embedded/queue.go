@@ -40,6 +40,9 @@ type Queue struct {
 	js   jetstream.JetStream
 	last atomic.Uint64 // highest sequence known to be in the stream
 
+	subjects       sync.Map // event type -> subject
+	cachedSubjects atomic.Int64
+
 	consMu    sync.Mutex
 	consumers map[string]jetstream.Consumer
 }
@@ -88,8 +91,22 @@ func (q *Queue) Open(ctx context.Context) error {
 	return nil
 }
 
-// Subject returns the subject an event type is published on.
-func (q *Queue) Subject(eventType string) string { return q.Prefix + "." + eventType }
+// Subject returns the subject an event type is published on. Subjects of
+// the first maxCachedSubjects event types are kept, so that publishing does
+// not build the same string for every event.
+func (q *Queue) Subject(eventType string) string {
+	if v, ok := q.subjects.Load(eventType); ok {
+		return v.(string)
+	}
+	subject := q.Prefix + "." + eventType
+	if q.cachedSubjects.Add(1) <= maxCachedSubjects {
+		q.subjects.Store(eventType, subject)
+	}
+	return subject
+}
+
+// maxCachedSubjects bounds Subject's cache: event types are the clients'.
+const maxCachedSubjects = 1024
 
 // JetStream returns the JetStream context, for callers that need more of it.
 func (q *Queue) JetStream() jetstream.JetStream { return q.js }
