@@ -14,29 +14,52 @@ import (
 // Append implements event.Ledger: it returns once the commit holding e is
 // fsynced.
 func (s *Store) Append(e *event.Event, floor uint64) (*event.Event, bool, error) {
-	r := &appendReq{ev: e, floor: floor, done: make(chan struct{}, 1)}
-	r.body = encodeBody(make([]byte, 0, bodySize(e)), e)
-	if e.IdempotencyKey != "" {
-		r.hash = e.BodyHash()
+	r := s.AppendBatch([]*event.Event{e}, floor)[0]
+	return r.Event, r.Created, r.Err
+}
+
+// AppendBatch implements event.Ledger: Append for each event, with one
+// wait for the commits that hold them (usually one).
+func (s *Store) AppendBatch(es []*event.Event, floor uint64) []event.AppendResult {
+	out := make([]event.AppendResult, len(es))
+	reqs := make([]appendReq, len(es))
+	done := make(chan struct{}, len(es))
+	for i, e := range es {
+		r := &reqs[i]
+		r.ev, r.floor, r.done = e, floor, done
+		r.body = encodeBody(make([]byte, 0, bodySize(e)), e)
+		if e.IdempotencyKey != "" {
+			r.hash = e.BodyHash()
+		}
 	}
 	s.closeMu.RLock()
 	if s.closed {
 		s.closeMu.RUnlock()
-		return nil, false, fmt.Errorf("%w: ledger is closing", event.ErrUnavailable)
+		for i := range out {
+			out[i].Err = fmt.Errorf("%w: ledger is closing", event.ErrUnavailable)
+		}
+		return out
 	}
-	s.appends <- r
+	for i := range reqs {
+		s.appends <- &reqs[i]
+	}
 	s.closeMu.RUnlock()
-	<-r.done
-	switch {
-	case r.err != nil:
-		return nil, false, r.err
-	case r.existing != nil:
-		// Read it again: a mark may have been committed or made since the
-		// committer read it.
-		existing, err := s.Get(*r.existing, true)
-		return existing, false, err
+	for range reqs {
+		<-done
 	}
-	return e, true, nil
+	for i, r := range reqs {
+		switch {
+		case r.err != nil:
+			out[i].Err = r.err
+		case r.existing != nil:
+			// Read it again: a mark may have been committed or made since the
+			// committer read it.
+			out[i].Event, out[i].Err = s.Get(*r.existing, true)
+		default:
+			out[i].Event, out[i].Created = es[i], true
+		}
+	}
+	return out
 }
 
 // MarkPublished implements event.Ledger.

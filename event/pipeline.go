@@ -23,6 +23,9 @@ type Ledger interface {
 	// nothing was stored.
 	Append(e *Event, floor uint64) (stored *Event, created bool, err error)
 
+	// AppendBatch is Append for each event, waiting once for all of them.
+	AppendBatch(es []*Event, floor uint64) []AppendResult
+
 	// MarkPublished records that the event is in the stream at seq. It does not
 	// wait: the mark is written with a later group commit, and Get sees it at
 	// once. Marking an event that is already published does nothing.
@@ -40,6 +43,14 @@ type Ledger interface {
 	PublishedAfter(seq uint64) ([]Pending, error)
 
 	GroupLedger
+}
+
+// AppendResult is one event's outcome in Ledger.AppendBatch: what Append
+// returns.
+type AppendResult struct {
+	Event   *Event
+	Created bool
+	Err     error
 }
 
 // Pending names an event that recovery may have to publish again.
@@ -123,32 +134,96 @@ func NewPipeline(l Ledger, q Queue, c Consumers) *Pipeline {
 // or a context error (stored, and published later: retry with the same
 // idempotency key to learn the outcome).
 func (p *Pipeline) Publish(ctx context.Context, e *Event) (*Event, error) {
-	if err := p.Limits.Check(e); err != nil {
-		return nil, err
+	r := p.StartBatch([]*Event{e}).Wait(ctx)[0]
+	return r.Event, r.Err
+}
+
+// PublishResult is one event's outcome in a Batch: what Publish returns.
+type PublishResult struct {
+	Event *Event
+	Err   error
+}
+
+// Batch is events on their way through Publish together: stored in the
+// ledger and handed to the queue, waiting for their acknowledgements.
+type Batch struct {
+	p       *Pipeline
+	results []PublishResult
+	waiting []inflight
+	start   time.Time
+}
+
+type inflight struct {
+	i   int // index in results
+	e   *Event
+	pub Publication
+}
+
+// StartBatch does the first half of Publish for each event, together:
+// validate, append to the ledger (one wait for the commits), and start every
+// publish. It returns once the events are durable and their publishes are
+// started, in the order of es; Wait finishes them. Batches started one
+// after another are stored and published in that order, which is how a
+// PublishEvents stream keeps its events in request order.
+func (p *Pipeline) StartBatch(es []*Event) *Batch {
+	b := &Batch{p: p, results: make([]PublishResult, len(es)), start: p.Now()}
+	valid := make([]*Event, 0, len(es))
+	at := make([]int, 0, len(es)) // valid[j] is es[at[j]]
+	for i, e := range es {
+		if err := p.Limits.Check(e); err != nil {
+			b.results[i].Err = err
+			continue
+		}
+		id, err := p.NewID()
+		if err != nil {
+			b.results[i].Err = fmt.Errorf("new id: %w", err)
+			continue
+		}
+		e.ID, e.CreatedAt, e.Status, e.Sequence = id, p.Now(), StatusAccepted, 0
+		valid, at = append(valid, e), append(at, i)
 	}
-	id, err := p.NewID()
-	if err != nil {
-		return nil, fmt.Errorf("new id: %w", err)
+	if len(valid) == 0 {
+		return b
 	}
-	e.ID, e.CreatedAt, e.Status, e.Sequence = id, p.Now(), StatusAccepted, 0
-	start := e.CreatedAt
-	stored, created, err := p.Ledger.Append(e, p.Queue.LastSequence())
-	if err != nil {
-		return nil, err
+	b.waiting = make([]inflight, 0, len(valid))
+	for j, r := range p.Ledger.AppendBatch(valid, p.Queue.LastSequence()) {
+		i := at[j]
+		if r.Err != nil {
+			b.results[i].Err = r.Err
+			continue
+		}
+		failpoint("after-ledger-commit")
+		if r.Created && p.OnAccepted != nil {
+			p.OnAccepted(r.Event.Type)
+		}
+		if !r.Created && r.Event.Status != StatusAccepted {
+			r.Event.Payload = nil
+			b.results[i].Event = r.Event // an idempotent retry of a published event
+			continue
+		}
+		pub, err := p.Queue.PublishAsync(r.Event)
+		if err != nil {
+			b.results[i].Err = p.notPublished(r.Event.ID, err)
+			continue
+		}
+		b.waiting = append(b.waiting, inflight{i, r.Event, pub})
 	}
-	failpoint("after-ledger-commit")
-	if created && p.OnAccepted != nil {
-		p.OnAccepted(e.Type)
+	return b
+}
+
+// Wait waits for the batch's acknowledgements, marks the events PUBLISHED
+// and returns each event's outcome, in the order given to StartBatch.
+func (b *Batch) Wait(ctx context.Context) []PublishResult {
+	p := b.p
+	for _, w := range b.waiting {
+		e, err := p.awaitPublished(ctx, w.e, w.pub)
+		b.results[w.i] = PublishResult{Event: e, Err: err}
+		if err == nil && p.OnPublished != nil {
+			p.OnPublished(e, p.Now().Sub(b.start))
+		}
 	}
-	if !created && stored.Status != StatusAccepted {
-		stored.Payload = nil
-		return stored, nil // an idempotent retry of a published event
-	}
-	out, err := p.publish(ctx, stored)
-	if err == nil && p.OnPublished != nil {
-		p.OnPublished(out, p.Now().Sub(start))
-	}
-	return out, err
+	b.waiting = nil
+	return b.results
 }
 
 // Event returns the stored event; see Ledger.Get.
@@ -156,11 +231,8 @@ func (p *Pipeline) Event(id ID, withPayload bool) (*Event, error) {
 	return p.Ledger.Get(id, withPayload)
 }
 
-func (p *Pipeline) publish(ctx context.Context, e *Event) (*Event, error) {
-	pub, err := p.Queue.PublishAsync(e)
-	if err != nil {
-		return nil, p.notPublished(e.ID, err)
-	}
+// awaitPublished waits for e's PubAck and marks it PUBLISHED.
+func (p *Pipeline) awaitPublished(ctx context.Context, e *Event, pub Publication) (*Event, error) {
 	seq, err := pub.Wait(ctx)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
