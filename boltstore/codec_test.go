@@ -102,6 +102,22 @@ func TestBodyCodec(t *testing.T) {
 		}
 	})
 
+	t.Run("Version1", func(t *testing.T) {
+		// A version 1 record is version 2 without the finished time and
+		// flags at the end; it decodes with both zero.
+		want := codecState()
+		want.FinishedAt, want.PayloadDropped = time.Time{}, false
+		v2 := encodeState(nil, want)
+		v1 := append([]byte{1}, v2[1:len(v2)-2]...) // zero varint, zero flags
+		got, err := decodeState(v1)
+		if err != nil {
+			t.Fatalf("decodeState of a version 1 record: %v", err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("decodeState(version 1) =\n%+v\nwant\n%+v", got, want)
+		}
+	})
+
 	t.Run("WrongVersion", func(t *testing.T) {
 		buf := encodeBody(nil, codecEvent(t))
 		buf[0] = bodyVersion + 1
@@ -153,6 +169,8 @@ func codecState() *state {
 			{Group: "billing", Status: event.StatusFailed, Deliveries: 5, LastReason: "handler: boom ✗", UpdatedAt: at.Add(time.Minute)},
 			{Group: "audit", Status: event.StatusProcessed, Deliveries: 1, UpdatedAt: at.Add(-time.Hour)},
 		},
+		FinishedAt:     at.Add(time.Minute + time.Millisecond),
+		PayloadDropped: true,
 	}
 }
 
@@ -181,6 +199,22 @@ func TestStateCodec(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("Version1", func(t *testing.T) {
+		// A version 1 record is version 2 without the finished time and
+		// flags at the end; it decodes with both zero.
+		want := codecState()
+		want.FinishedAt, want.PayloadDropped = time.Time{}, false
+		v2 := encodeState(nil, want)
+		v1 := append([]byte{1}, v2[1:len(v2)-2]...) // zero varint, zero flags
+		got, err := decodeState(v1)
+		if err != nil {
+			t.Fatalf("decodeState of a version 1 record: %v", err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("decodeState(version 1) =\n%+v\nwant\n%+v", got, want)
+		}
+	})
 
 	t.Run("WrongVersion", func(t *testing.T) {
 		buf := encodeState(nil, codecState())
@@ -226,6 +260,7 @@ func FuzzDecodeBody(f *testing.F) {
 func FuzzDecodeState(f *testing.F) {
 	f.Add(encodeState(nil, &state{Status: event.StatusPublished, Sequence: 3, History: []event.Transition{{To: event.StatusPublished, Time: time.Unix(1, 2), Reason: "r"}}}))
 	f.Add([]byte{stateVersion, 1, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f})
+	f.Add([]byte{1, byte(event.StatusProcessed), 3, 0, 0}) // version 1
 	f.Fuzz(func(t *testing.T, b []byte) {
 		st, err := decodeState(b)
 		if err != nil {
