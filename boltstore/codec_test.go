@@ -106,9 +106,8 @@ func TestBodyCodec(t *testing.T) {
 		// A version 1 record is version 2 without the finished time and
 		// flags at the end; it decodes with both zero.
 		want := codecState()
+		v1 := encodeStateV1(want)
 		want.FinishedAt, want.PayloadDropped = time.Time{}, false
-		v2 := encodeState(nil, want)
-		v1 := append([]byte{1}, v2[1:len(v2)-2]...) // zero varint, zero flags
 		got, err := decodeState(v1)
 		if err != nil {
 			t.Fatalf("decodeState of a version 1 record: %v", err)
@@ -204,9 +203,8 @@ func TestStateCodec(t *testing.T) {
 		// A version 1 record is version 2 without the finished time and
 		// flags at the end; it decodes with both zero.
 		want := codecState()
+		v1 := encodeStateV1(want)
 		want.FinishedAt, want.PayloadDropped = time.Time{}, false
-		v2 := encodeState(nil, want)
-		v1 := append([]byte{1}, v2[1:len(v2)-2]...) // zero varint, zero flags
 		got, err := decodeState(v1)
 		if err != nil {
 			t.Fatalf("decodeState of a version 1 record: %v", err)
@@ -232,6 +230,17 @@ func TestStateCodec(t *testing.T) {
 			t.Fatal("decodeState accepted 2^62 history entries in a few bytes")
 		}
 	})
+}
+
+// encodeStateV1 encodes st as a version 1 record, which is version 2
+// without the finished time and flags at the end.
+func encodeStateV1(st *state) []byte {
+	v1 := *st
+	v1.FinishedAt, v1.PayloadDropped = time.Time{}, false
+	b := encodeState(nil, &v1)
+	b = b[:len(b)-2] // a zero varint and a zero flags byte
+	b[0] = 1
+	return b
 }
 
 func TestDecodeStateTruncated(t *testing.T) {

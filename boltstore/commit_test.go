@@ -440,7 +440,7 @@ func TestOpenSchemaMismatch(t *testing.T) {
 		s.Close()
 		t.Fatal("Open of a ledger with a newer schema succeeded")
 	}
-	if !strings.Contains(err.Error(), "schema version 2") {
+	if want := fmt.Sprintf("schema version %d", schemaVersion+1); !strings.Contains(err.Error(), want) {
 		t.Errorf("Open = %v, want it to name the schema version", err)
 	}
 	// The file is released.

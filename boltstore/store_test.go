@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -115,12 +114,9 @@ func mustGet(t *testing.T, s *boltstore.Store, id event.ID, withPayload bool) *e
 	return e
 }
 
-// fakeClock is real time moved by an offset; safe for concurrent use.
-type fakeClock struct{ offset atomic.Int64 }
-
-func (c *fakeClock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
-func (c *fakeClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
-func (c *fakeClock) Set(d time.Duration)     { c.offset.Store(int64(d)) }
+// fakeClock is real time moved by an offset (defined in clock_test.go, for
+// the internal tests too).
+type fakeClock = boltstore.FakeClock
 
 // wantHistory checks the (From, To, Sequence) of each transition.
 func wantHistory(t *testing.T, e *event.Event, want ...event.Transition) {
