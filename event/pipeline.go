@@ -297,6 +297,9 @@ func (p *Pipeline) publishAll(ctx context.Context, pending []Pending, reason str
 	batch := make([]inflight, 0, window)
 	for _, pd := range pending {
 		e, err := p.Ledger.Get(pd.ID, true)
+		if errors.Is(err, ErrNotFound) {
+			continue // removed by the ledger's retention since it was listed
+		}
 		if err != nil {
 			return fmt.Errorf("read event %s: %w", pd.ID, err)
 		}
