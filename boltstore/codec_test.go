@@ -102,21 +102,6 @@ func TestBodyCodec(t *testing.T) {
 		}
 	})
 
-	t.Run("Version1", func(t *testing.T) {
-		// A version 1 record is version 2 without the finished time and
-		// flags at the end; it decodes with both zero.
-		want := codecState()
-		v1 := encodeStateV1(want)
-		want.FinishedAt, want.PayloadDropped = time.Time{}, false
-		got, err := decodeState(v1)
-		if err != nil {
-			t.Fatalf("decodeState of a version 1 record: %v", err)
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Errorf("decodeState(version 1) =\n%+v\nwant\n%+v", got, want)
-		}
-	})
-
 	t.Run("WrongVersion", func(t *testing.T) {
 		buf := encodeBody(nil, codecEvent(t))
 		buf[0] = bodyVersion + 1

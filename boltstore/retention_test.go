@@ -41,22 +41,7 @@ func openChecked(t *testing.T, opts ...func(*Store)) *Store {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "ledger.db") // removed after the check
 	var s *Store
-	t.Cleanup(func() { // registered before openInternal's, so it runs after the Close
-		db, err := bolt.Open(s.Path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
-		err = db.View(func(tx *bolt.Tx) error {
-			for err := range tx.Check() {
-				return err
-			}
-			return nil
-		})
-		if err != nil {
-			t.Errorf("bbolt check of %s: %v", s.Path, err)
-		}
-	})
+	t.Cleanup(func() { CheckFile(t, s.Path) }) // registered before openInternal's, so it runs after the Close
 	s = openInternal(t, append([]func(*Store){func(s *Store) { s.Path = path }}, opts...)...)
 	return s
 }
@@ -313,7 +298,7 @@ func TestRetentionNotFoundMessages(t *testing.T) {
 		}
 	})
 
-	unknown := idAt(t, time.Now().Add(time.Second))
+	unknown := IDAt(t, time.Now().Add(time.Second))
 	wantPlain := func(t *testing.T, id ID) {
 		t.Helper()
 		_, err := s.Get(id, false)
@@ -329,7 +314,7 @@ func TestRetentionNotFoundMessages(t *testing.T) {
 		t.Fatalf("%d tombstones and %d expiry entries left after their TTL", n, m)
 	}
 	t.Run("Watermark", func(t *testing.T) {
-		for _, id := range []ID{e.ID, idAt(t, time.Now().Add(-365*24*time.Hour))} {
+		for _, id := range []ID{e.ID, IDAt(t, time.Now().Add(-365*24*time.Hour))} {
 			_, err := s.Get(id, false)
 			if !errors.Is(err, event.ErrNotFound) || !strings.Contains(err.Error(), "it is older than the retention window, so it expired or never existed") {
 				t.Errorf("Get(%s) = %v, want ErrNotFound saying it is older than the retention window", id, err)
@@ -337,19 +322,6 @@ func TestRetentionNotFoundMessages(t *testing.T) {
 		}
 	})
 	t.Run("NewerThanWatermark", func(t *testing.T) { wantPlain(t, unknown) })
-}
-
-// idAt returns a random ID created at the millisecond of at.
-func idAt(t *testing.T, at time.Time) ID {
-	t.Helper()
-	id, err := event.NewID()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ms [8]byte
-	binary.BigEndian.PutUint64(ms[:], uint64(at.UnixMilli()))
-	copy(id[:6], ms[2:])
-	return id
 }
 
 func TestRetentionForgetsIdempotencyKey(t *testing.T) {

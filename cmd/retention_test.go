@@ -2,8 +2,6 @@ package cmd
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -88,16 +86,7 @@ func TestRetentionExpiresProcessedEvents(t *testing.T) {
 		}
 	})
 	t.Run("Metrics", func(t *testing.T) {
-		// The counter moves right after the commit a reader may already see.
-		waitFor(t, 5*time.Second, func() bool {
-			resp, err := http.Get("http://" + a.HTTPAddr() + "/metrics")
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			return strings.Contains(string(body), `jsctl_ledger_expired_total{status="processed"} 2`)
-		})
+		waitForMetrics(t, a, `jsctl_ledger_expired_total{status="processed"} 2`)
 	})
 	t.Run("Doctor", func(t *testing.T) {
 		a.Close()

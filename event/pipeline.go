@@ -29,7 +29,8 @@ type Ledger interface {
 	MarkPublished(id ID, seq uint64, reason string)
 
 	// Get returns the event with its history, and its payload if withPayload.
-	// It returns an error wrapping ErrNotFound for an unknown ID.
+	// It returns an error wrapping ErrNotFound for an unknown ID, or one the
+	// ledger removed by retention (its message then says it expired).
 	Get(id ID, withPayload bool) (*Event, error)
 
 	// Unpublished returns the events still ACCEPTED, oldest first, not counting
