@@ -9,10 +9,11 @@ import (
 	"github.com/jsctl/jsctl/event"
 )
 
-// Record versions: the first byte of every events and state value.
+// Record versions: the first byte of every events and state value. State
+// version 2 appends the finished time and flags to version 1; both decode.
 const (
 	bodyVersion  = 1
-	stateVersion = 1
+	stateVersion = 2
 )
 
 var errShort = errors.New("record truncated")
@@ -67,7 +68,18 @@ type state struct {
 	Sequence uint64
 	History  []event.Transition
 	Groups   []event.GroupStatus
+
+	// FinishedAt is when the ledger recorded the current overall status, if
+	// it is PROCESSED or FAILED: the key of its finished index entry, from
+	// which retention counts. Zero otherwise, and in version 1 records.
+	FinishedAt time.Time
+	// PayloadDropped is set once the body was rewritten without its payload
+	// (Retention.DropProcessedPayloads).
+	PayloadDropped bool
 }
+
+// State flags, the last byte of a version 2 record.
+const flagPayloadDropped = 1 << 0
 
 func encodeState(buf []byte, s *state) []byte {
 	buf = append(buf, stateVersion, byte(s.Status))
@@ -90,13 +102,19 @@ func encodeState(buf []byte, s *state) []byte {
 		buf = binary.AppendVarint(buf, unixNano(g.UpdatedAt))
 		buf = binary.AppendUvarint(buf, g.Sequence)
 	}
-	return buf
+	buf = binary.AppendVarint(buf, unixNano(s.FinishedAt))
+	var flags byte
+	if s.PayloadDropped {
+		flags |= flagPayloadDropped
+	}
+	return append(buf, flags)
 }
 
 func decodeState(b []byte) (*state, error) {
 	d := decoder{b: b}
-	if v := d.byte(); v != stateVersion {
-		return nil, fmt.Errorf("state record version %d, want %d", v, stateVersion)
+	version := d.byte()
+	if version != 1 && version != stateVersion {
+		return nil, fmt.Errorf("state record version %d, want 1 or %d", version, stateVersion)
 	}
 	s := &state{Status: event.Status(d.byte()), Sequence: d.uvarint()}
 	if n := d.uvarint(); n > 0 && d.err == nil {
@@ -121,6 +139,10 @@ func decodeState(b []byte) (*state, error) {
 			g.Sequence = d.uvarint()
 			s.Groups = append(s.Groups, g)
 		}
+	}
+	if version >= 2 {
+		s.FinishedAt = timeOf(d.varint())
+		s.PayloadDropped = d.byte()&flagPayloadDropped != 0
 	}
 	return s, d.err
 }

@@ -153,6 +153,8 @@ func codecState() *state {
 			{Group: "billing", Status: event.StatusFailed, Deliveries: 5, LastReason: "handler: boom ✗", UpdatedAt: at.Add(time.Minute)},
 			{Group: "audit", Status: event.StatusProcessed, Deliveries: 1, UpdatedAt: at.Add(-time.Hour)},
 		},
+		FinishedAt:     at.Add(time.Minute + time.Millisecond),
+		PayloadDropped: true,
 	}
 }
 
@@ -182,6 +184,21 @@ func TestStateCodec(t *testing.T) {
 		})
 	}
 
+	t.Run("Version1", func(t *testing.T) {
+		// A version 1 record is version 2 without the finished time and
+		// flags at the end; it decodes with both zero.
+		want := codecState()
+		v1 := encodeStateV1(want)
+		want.FinishedAt, want.PayloadDropped = time.Time{}, false
+		got, err := decodeState(v1)
+		if err != nil {
+			t.Fatalf("decodeState of a version 1 record: %v", err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("decodeState(version 1) =\n%+v\nwant\n%+v", got, want)
+		}
+	})
+
 	t.Run("WrongVersion", func(t *testing.T) {
 		buf := encodeState(nil, codecState())
 		buf[0] = stateVersion + 1
@@ -198,6 +215,17 @@ func TestStateCodec(t *testing.T) {
 			t.Fatal("decodeState accepted 2^62 history entries in a few bytes")
 		}
 	})
+}
+
+// encodeStateV1 encodes st as a version 1 record, which is version 2
+// without the finished time and flags at the end.
+func encodeStateV1(st *state) []byte {
+	v1 := *st
+	v1.FinishedAt, v1.PayloadDropped = time.Time{}, false
+	b := encodeState(nil, &v1)
+	b = b[:len(b)-2] // a zero varint and a zero flags byte
+	b[0] = 1
+	return b
 }
 
 func TestDecodeStateTruncated(t *testing.T) {
@@ -226,6 +254,7 @@ func FuzzDecodeBody(f *testing.F) {
 func FuzzDecodeState(f *testing.F) {
 	f.Add(encodeState(nil, &state{Status: event.StatusPublished, Sequence: 3, History: []event.Transition{{To: event.StatusPublished, Time: time.Unix(1, 2), Reason: "r"}}}))
 	f.Add([]byte{stateVersion, 1, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f})
+	f.Add([]byte{1, byte(event.StatusProcessed), 3, 0, 0}) // version 1
 	f.Fuzz(func(t *testing.T, b []byte) {
 		st, err := decodeState(b)
 		if err != nil {

@@ -55,13 +55,18 @@ func (s *Store) commitLoop() {
 	marksDue := time.NewTimer(time.Hour)
 	marksDue.Stop()
 	batch := make([]*appendReq, 0, s.MaxBatch)
-	cleanupDue := false
+	keysDue, retentionDue := false, false
 	for {
-		if cleanupDue {
-			// One bounded pass, then a round of appends, then the next pass.
-			if cleanupDue = s.expireIdempotencyKeys(); cleanupDue {
-				s.poke()
-			}
+		// One bounded cleanup transaction, then a round of appends, then
+		// the next: an append waits for at most one of them.
+		switch {
+		case keysDue:
+			keysDue = s.expireIdempotencyKeys()
+		case retentionDue:
+			retentionDue = s.applyRetention()
+		}
+		if keysDue || retentionDue {
+			s.poke()
 		}
 		select {
 		case r := <-s.appends:
@@ -69,7 +74,7 @@ func (s *Store) commitLoop() {
 		case <-s.wake:
 		case <-marksDue.C:
 		case <-cleanup.C:
-			cleanupDue = true
+			keysDue, retentionDue = true, true
 			continue
 		case <-s.closing:
 			s.drain(batch)
@@ -239,7 +244,7 @@ func (s *Store) write(batch []*appendReq, updates []update) ([]ID, []statusChang
 	var changed []ID
 	var statusChanges []statusChange
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		w := s.newWriter(tx)
+		w := s.newWriter(tx, now)
 		defer func() { statusChanges = w.statusChanges }()
 		changed = changed[:0]
 		for _, u := range updates {
@@ -308,8 +313,11 @@ func (s *Store) failUpdates(updates []update, err error) {
 
 // writer holds the buckets of one write transaction.
 type writer struct {
-	events, state, byStatus, sequences, idem, idemExpiry *bolt.Bucket
-	groups                                               map[string]event.Group
+	events, state, byStatus, sequences, idem, idemExpiry, finished *bolt.Bucket
+	groups                                                         map[string]event.Group
+
+	now          time.Time // the transaction's time: when events finish
+	dropPayloads bool      // Retention.DropProcessedPayloads
 
 	// statusChanges are the overall status changes made by consumer
 	// outcomes in this transaction, reported after it commits.
@@ -322,15 +330,18 @@ type statusChange struct {
 	to        event.Status
 }
 
-func (s *Store) newWriter(tx *bolt.Tx) *writer {
+func (s *Store) newWriter(tx *bolt.Tx, now time.Time) *writer {
 	w := &writer{
-		events:     tx.Bucket(bucketEvents),
-		state:      tx.Bucket(bucketState),
-		byStatus:   tx.Bucket(bucketByStatus),
-		sequences:  tx.Bucket(bucketSequences),
-		idem:       tx.Bucket(bucketIdem),
-		idemExpiry: tx.Bucket(bucketIdemExpiry),
-		groups:     s.groupSnapshot(),
+		events:       tx.Bucket(bucketEvents),
+		state:        tx.Bucket(bucketState),
+		byStatus:     tx.Bucket(bucketByStatus),
+		sequences:    tx.Bucket(bucketSequences),
+		idem:         tx.Bucket(bucketIdem),
+		idemExpiry:   tx.Bucket(bucketIdemExpiry),
+		finished:     tx.Bucket(bucketFinished),
+		groups:       s.groupSnapshot(),
+		now:          now,
+		dropPayloads: s.Retention.DropProcessedPayloads,
 	}
 	// Keys arrive in time order, so pages can be packed full.
 	w.events.FillPercent = 0.95
@@ -403,7 +414,7 @@ func (w *writer) mark(m mark) error {
 		}
 		return w.byStatus.Put(statusKey(event.StatusPublished, m.id), encodeMark(nil, m))
 	}
-	return w.putState(m.id, old.Status, st)
+	return w.putState(m.id, &old, st)
 }
 
 // readState returns the event's state, and whether a state record holds it.
@@ -411,19 +422,64 @@ func (w *writer) readState(id ID) (*state, bool, error) {
 	return readState(w.state, w.byStatus, id)
 }
 
-// putState writes st and moves the event in the status index.
-func (w *writer) putState(id ID, old event.Status, st *state) error {
+// putState writes st, which was old, and moves the event in the status
+// index. When the overall status becomes PROCESSED or FAILED it records the
+// finished time and its finished index entry (and drops a processed
+// payload if so configured); when it leaves one, it removes the entry.
+func (w *writer) putState(id ID, old, st *state) error {
+	if old.Status != st.Status {
+		if err := w.finish(id, old, st); err != nil {
+			return err
+		}
+	}
 	if err := w.state.Put(id[:], encodeState(nil, st)); err != nil {
 		return fmt.Errorf("put state: %w", err)
 	}
-	if old == st.Status {
+	if old.Status == st.Status {
 		return nil
 	}
-	if err := w.byStatus.Delete(statusKey(old, id)); err != nil {
+	if err := w.byStatus.Delete(statusKey(old.Status, id)); err != nil {
 		return fmt.Errorf("status index: %w", err)
 	}
 	if err := w.byStatus.Put(statusKey(st.Status, id), nil); err != nil {
 		return fmt.Errorf("status index: %w", err)
+	}
+	return nil
+}
+
+// finish keeps the finished index in step with a change of overall status
+// from old to st.
+func (w *writer) finish(id ID, old, st *state) error {
+	if !old.FinishedAt.IsZero() {
+		if err := w.finished.Delete(finishedKey(old.Status, old.FinishedAt, id)); err != nil {
+			return fmt.Errorf("finished index: %w", err)
+		}
+	}
+	st.FinishedAt = time.Time{}
+	if !st.Status.Terminal() {
+		return nil
+	}
+	st.FinishedAt = w.now
+	if err := w.finished.Put(finishedKey(st.Status, st.FinishedAt, id), nil); err != nil {
+		return fmt.Errorf("finished index: %w", err)
+	}
+	if st.Status == event.StatusProcessed && w.dropPayloads && !st.PayloadDropped {
+		if err := w.dropPayload(id); err != nil {
+			return err
+		}
+		st.PayloadDropped = true
+	}
+	return nil
+}
+
+// dropPayload rewrites the event's body without its payload.
+func (w *writer) dropPayload(id ID) error {
+	var e event.Event
+	if err := decodeBody(w.events.Get(id[:]), &e, false); err != nil {
+		return fmt.Errorf("%w: event %s: %w", event.ErrCorrupt, id, err)
+	}
+	if err := w.events.Put(id[:], encodeBody(nil, &e)); err != nil {
+		return fmt.Errorf("put event: %w", err)
 	}
 	return nil
 }

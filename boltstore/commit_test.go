@@ -161,9 +161,7 @@ func TestGroupCommit(t *testing.T) {
 func backdated(t *testing.T, age time.Duration, payload []byte, key string) *event.Event {
 	t.Helper()
 	e := internalEvent(t, payload, key)
-	var ms [8]byte
-	binary.BigEndian.PutUint64(ms[:], uint64(time.Now().Add(-age).UnixMilli()))
-	copy(e.ID[:6], ms[2:])
+	e.ID = IDAt(t, time.Now().Add(-age))
 	if d := time.Since(e.ID.Time()); d < age || d > age+time.Second {
 		t.Fatalf("backdated ID is %v old, want %v", d, age)
 	}
@@ -440,7 +438,7 @@ func TestOpenSchemaMismatch(t *testing.T) {
 		s.Close()
 		t.Fatal("Open of a ledger with a newer schema succeeded")
 	}
-	if !strings.Contains(err.Error(), "schema version 2") {
+	if want := fmt.Sprintf("schema version %d", schemaVersion+1); !strings.Contains(err.Error(), want) {
 		t.Errorf("Open = %v, want it to name the schema version", err)
 	}
 	// The file is released.

@@ -24,17 +24,37 @@
 // overall status is derived from the groups interested in the event (see
 // event.Summarize). Watch signals every change of an event.
 //
+// # Retention
+//
+// Events that are done are removed after Retention says (PROCESSED 7 days
+// and FAILED 30 days after they got there, PUBLISHED never, by default),
+// by bounded passes of the committer: at most 256 records per transaction,
+// then a round of appends, then the next pass, so an append never waits
+// for more than one of them. Each removed event leaves a tombstone, so Get
+// can say it expired, when, and in which status; tombstones are forgotten
+// after Retention.Tombstones, and the newest ID among those forgotten is
+// kept as a watermark, so Get can still say that an older ID expired or
+// never existed. Every error for a missing event wraps event.ErrNotFound.
+// With Retention.DropProcessedPayloads an event's payload is dropped when it
+// becomes PROCESSED (only a FAILED event can be redriven, and it keeps its
+// payload).
+//
 // # Buckets and keys
 //
 // IDs are UUIDv7 (16 bytes, time-ordered), so keys are appended in order and
 // range scans by time are cheap.
 //
-//	meta         "schema" -> uvarint schema version (1)
+//	meta         "schema" -> uvarint schema version (2; Open upgrades 1)
+//	             "expired_before" -> varint Unix nanoseconds: the newest
+//	             creation time among the IDs whose tombstones were forgotten
+//	             "finished_backfill" -> the last status index key done, while
+//	             events finished under schema 1 are added to finished
 //	events       id -> body: created_at, type, idempotency key, headers, payload
-//	             (written once, never rewritten)
+//	             (written once; rewritten only to drop the payload of a
+//	             PROCESSED event, with Retention.DropProcessedPayloads)
 //	state        id -> overall status, stream sequence, history, per-group
-//	             statuses (absent while the event is ACCEPTED: its status and
-//	             history are implied)
+//	             statuses, finished time, flags (absent while the event is
+//	             ACCEPTED: its status and history are implied)
 //	by_status    status byte + id -> for ACCEPTED the uvarint floor: the stream's
 //	             last sequence before the event was appended (recovery scans the
 //	             stream from the lowest floor, never the whole ledger); empty
@@ -46,6 +66,14 @@
 //	idem         idempotency key -> id (16 bytes) + SHA-256 of the body (32 bytes)
 //	idem_expiry  id -> idempotency key, oldest first, for expiry
 //	groups       group name -> consumer group settings and start sequence
+//	finished     status byte + 8-byte big-endian Unix nanoseconds + id ->
+//	             empty: when the event became PROCESSED or FAILED (the time
+//	             is also in its state, so the entry goes when a redrive
+//	             reopens it). Retention seeks each status's range from its
+//	             start; PUBLISHED events expire by creation, in by_status.
+//	tombstones   id -> status byte + varint Unix nanoseconds of the removal
+//	tombstone_expiry  8-byte big-endian removal time + id -> empty, oldest
+//	             first, for forgetting tombstones
 //
 // Values are a compact binary encoding (codec.go) that starts with a version
 // byte; no protobuf or JSON is stored.
@@ -60,4 +88,7 @@
 // The committer keeps zeroed, allocated space ahead of bbolt's high-water
 // mark (prealloc.go), so the file is up to 16 MiB larger than its pages
 // (never beyond MaxSize).
+//
+// Open upgrades a schema 1 file (written before retention) in place; a jsctl
+// that reads only schema 1 then refuses the file, naming schema version 2.
 package boltstore

@@ -171,7 +171,7 @@ func (w *writer) group(u event.GroupUpdate) error {
 			return err
 		}
 	}
-	return w.putState(u.ID, old.Status, st)
+	return w.putState(u.ID, &old, st)
 }
 
 // interested lists the groups that take part in an event's status.

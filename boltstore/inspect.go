@@ -17,8 +17,11 @@ import (
 type Inspection struct {
 	Path     string
 	Bytes    int64
+	Schema   uint64 // 1 until a jsctl with retention opens the file
 	Events   int
 	ByStatus map[event.Status]int
+	// Tombstones counts the expired events whose IDs are still remembered.
+	Tombstones int
 	// Problems lists bbolt consistency errors, at most 20.
 	Problems []string
 	// Published maps each event's own stream sequence to its ID.
@@ -45,7 +48,14 @@ func Inspect(path string) (*Inspection, error) {
 		if len(in.Problems) > 0 {
 			return nil // the buckets may not be readable
 		}
-		for _, name := range allBuckets {
+		required := allBuckets
+		if meta := tx.Bucket(bucketMeta); meta != nil {
+			in.Schema, _ = binary.Uvarint(meta.Get(keySchema))
+		}
+		if in.Schema == 1 {
+			required = schema1Buckets // the next start adds the others
+		}
+		for _, name := range required {
 			if tx.Bucket(name) == nil {
 				in.Problems = append(in.Problems, fmt.Sprintf("bucket %s is missing", name))
 			}
@@ -63,6 +73,9 @@ func Inspect(path string) (*Inspection, error) {
 			if len(v) == len(ID{}) {
 				in.Published[binary.BigEndian.Uint64(k)] = ID(v)
 			}
+		}
+		if b := tx.Bucket(bucketTombstones); b != nil {
+			in.Tombstones = b.Stats().KeyN
 		}
 		return nil
 	})

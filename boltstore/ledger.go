@@ -109,7 +109,7 @@ func (s *Store) Get(id ID, withPayload bool) (*event.Event, error) {
 	err := s.db.View(func(tx *bolt.Tx) error {
 		body := tx.Bucket(bucketEvents).Get(id[:])
 		if body == nil {
-			return fmt.Errorf("%w: no event with correlation_id %s", event.ErrNotFound, id)
+			return notFound(tx, id)
 		}
 		if err := decodeBody(body, e, withPayload); err != nil {
 			return fmt.Errorf("%w: event %s: %w", event.ErrCorrupt, id, err)
@@ -177,14 +177,24 @@ func (s *Store) Unpublished() ([]event.Pending, error) {
 	return kept, nil
 }
 
-// PublishedAfter implements event.Ledger.
+// PublishedAfter implements event.Ledger. Events whose payload was dropped
+// are left out: every group processed them, and publishing them again would
+// only deliver an empty duplicate.
 func (s *Store) PublishedAfter(seq uint64) ([]event.Pending, error) {
 	var out []event.Pending
 	err := s.db.View(func(tx *bolt.Tx) error {
+		states, byStatus := tx.Bucket(bucketState), tx.Bucket(bucketByStatus)
 		c := tx.Bucket(bucketSequences).Cursor()
 		for k, v := c.Seek(seqKey(seq + 1)); k != nil; k, v = c.Next() {
 			if len(v) != len(ID{}) {
 				continue // a redrive message, not the event's own
+			}
+			st, _, err := readState(states, byStatus, ID(v))
+			if err != nil {
+				return err
+			}
+			if st.PayloadDropped {
+				continue
 			}
 			out = append(out, event.Pending{ID: ID(v), Sequence: binary.BigEndian.Uint64(k)})
 		}

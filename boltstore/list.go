@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -71,6 +72,9 @@ func (s *Store) List(q event.ListQuery) ([]*event.Event, string, error) {
 	out := make([]*event.Event, 0, len(ids))
 	for _, id := range ids {
 		e, err := s.Get(id, false)
+		if errors.Is(err, event.ErrNotFound) {
+			continue // removed by retention since the scan
+		}
 		if err != nil {
 			return nil, "", err
 		}

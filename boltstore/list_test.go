@@ -1,7 +1,6 @@
 package boltstore_test
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -15,20 +14,7 @@ import (
 
 // idAt returns a new ID whose time is at's millisecond: List orders and
 // bounds events by the time in their IDs.
-func idAt(t *testing.T, at time.Time) event.ID {
-	t.Helper()
-	id, err := event.NewID()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ms [8]byte
-	binary.BigEndian.PutUint64(ms[:], uint64(at.UnixMilli()))
-	copy(id[:6], ms[2:])
-	if !id.Time().Equal(at.Truncate(time.Millisecond)) {
-		t.Fatalf("idAt(%v) has time %v", at, id.Time())
-	}
-	return id
-}
+var idAt = boltstore.IDAt
 
 // listFixture is ten events, one a second from listBase, in the ledger:
 // types cycle order.created, order.paid, user.created; statuses are

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,12 +31,20 @@ var (
 	bucketIdem       = []byte("idem")
 	bucketIdemExpiry = []byte("idem_expiry")
 
-	allBuckets = [][]byte{bucketMeta, bucketEvents, bucketState, bucketByStatus, bucketSequences, bucketIdem, bucketIdemExpiry, bucketGroups}
+	// Added by schema 2, for retention.
+	bucketFinished        = []byte("finished")
+	bucketTombstones      = []byte("tombstones")
+	bucketTombstoneExpiry = []byte("tombstone_expiry")
+
+	schema1Buckets = [][]byte{bucketMeta, bucketEvents, bucketState, bucketByStatus, bucketSequences, bucketIdem, bucketIdemExpiry, bucketGroups}
+	allBuckets     = slices.Concat(schema1Buckets, [][]byte{bucketFinished, bucketTombstones, bucketTombstoneExpiry})
 
 	keySchema = []byte("schema")
 )
 
-const schemaVersion = 1
+// schemaVersion 2 added retention: the finished and tombstone buckets and
+// state records with a finished time. Open upgrades a schema 1 file.
+const schemaVersion = 2
 
 // Store is the bbolt ledger. Create it with New, set fields, then Open.
 type Store struct {
@@ -64,9 +73,13 @@ type Store struct {
 	MarkDelay time.Duration
 	MarkBatch int
 
-	// CleanupInterval is how often expired idempotency keys are removed.
-	// Default 1m.
+	// CleanupInterval is how often expired idempotency keys and events past
+	// their retention are removed. Default 1m.
 	CleanupInterval time.Duration
+
+	// Retention bounds how long finished events are kept; see Retention for
+	// the defaults.
+	Retention Retention
 
 	// UnsafeNoSync skips the fsync of every commit. It exists only to show
 	// that the power-loss test catches a ledger that does not fsync; never
@@ -83,6 +96,11 @@ type Store struct {
 	// back after a redrive), after its commit (for metrics). It runs on the
 	// committer and must not block.
 	OnStatus func(eventType string, to event.Status)
+
+	// OnExpire, if set, is told how many events of a status retention
+	// removed, after the commit that removed them (for metrics). It runs on
+	// the committer and must not block.
+	OnExpire func(status event.Status, n int)
 
 	// Now defaults to time.Now; tests replace it.
 	Now func() time.Time
@@ -130,6 +148,7 @@ func New(path string) *Store {
 		MarkDelay:       20 * time.Millisecond,
 		MarkBatch:       2048,
 		CleanupInterval: time.Minute,
+		Retention:       DefaultRetention(),
 		Now:             time.Now,
 		Logger:          slog.Default(),
 	}
@@ -257,13 +276,24 @@ func (s *Store) initBuckets(tx *bolt.Tx) error {
 		}
 	}
 	meta := tx.Bucket(bucketMeta)
-	if v := meta.Get(keySchema); v != nil {
-		if got, _ := binary.Uvarint(v); got != schemaVersion {
-			return fmt.Errorf("schema version %d, this jsctl reads %d", got, schemaVersion)
-		}
-		return nil
+	v := meta.Get(keySchema)
+	if v == nil {
+		return meta.Put(keySchema, binary.AppendUvarint(nil, schemaVersion))
 	}
-	return meta.Put(keySchema, binary.AppendUvarint(nil, schemaVersion))
+	switch got, _ := binary.Uvarint(v); got {
+	case schemaVersion:
+		return nil
+	case 1:
+		// The new buckets were created above. Events that finished under
+		// schema 1 have no finished entry yet: the retention passes add
+		// them, starting from the first key.
+		if err := meta.Put(keyFinishedBackfill, []byte{}); err != nil {
+			return err
+		}
+		return meta.Put(keySchema, binary.AppendUvarint(nil, schemaVersion))
+	default:
+		return fmt.Errorf("schema version %d, this jsctl reads 1 and %d", got, schemaVersion)
+	}
 }
 
 // Close commits what is queued, stops the committer and closes the file.

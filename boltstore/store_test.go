@@ -8,11 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/jsctl/jsctl/boltstore"
 	"github.com/jsctl/jsctl/event"
@@ -49,24 +46,7 @@ func openAt(t *testing.T, path string, opts ...func(*boltstore.Store)) *boltstor
 }
 
 // checkFile runs bbolt's consistency check on a closed ledger file.
-func checkFile(t *testing.T, path string) {
-	t.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
-	if err != nil {
-		t.Errorf("open %s for check: %v", path, err)
-		return
-	}
-	defer db.Close()
-	err = db.View(func(tx *bolt.Tx) error {
-		for err := range tx.Check() {
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		t.Errorf("check %s: %v", path, err)
-	}
-}
+var checkFile = boltstore.CheckFile
 
 // reopen closes s and opens a new Store on the same file.
 func reopen(t *testing.T, s *boltstore.Store, opts ...func(*boltstore.Store)) *boltstore.Store {
@@ -115,12 +95,9 @@ func mustGet(t *testing.T, s *boltstore.Store, id event.ID, withPayload bool) *e
 	return e
 }
 
-// fakeClock is real time moved by an offset; safe for concurrent use.
-type fakeClock struct{ offset atomic.Int64 }
-
-func (c *fakeClock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
-func (c *fakeClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
-func (c *fakeClock) Set(d time.Duration)     { c.offset.Store(int64(d)) }
+// fakeClock is real time moved by an offset (defined in export_test.go,
+// for the internal tests too).
+type fakeClock = boltstore.FakeClock
 
 // wantHistory checks the (From, To, Sequence) of each transition.
 func wantHistory(t *testing.T, e *event.Event, want ...event.Transition) {

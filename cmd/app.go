@@ -52,6 +52,10 @@ type App struct {
 	bg       sync.WaitGroup
 	closeErr error
 	closed   sync.Once
+
+	// tuneLedger, if set, adjusts the ledger before it opens: tests use it
+	// for a fake clock and a short cleanup interval.
+	tuneLedger func(*boltstore.Store)
 }
 
 // NewApp returns an App for cfg, which must be valid.
@@ -82,16 +86,21 @@ func (a *App) Open(ctx context.Context) (err error) {
 	a.ledger = boltstore.New(cfg.LedgerPath())
 	a.ledger.OnCommit = a.metrics.onCommit
 	a.ledger.OnStatus = a.metrics.onStatus
+	a.ledger.OnExpire = a.metrics.onExpire
 	a.ledger.LockTimeout = cfg.Ledger.LockTimeout
 	a.ledger.IdempotencyTTL = cfg.Ledger.IdempotencyTTL
 	a.ledger.MaxBatch = cfg.Ledger.MaxBatch
 	a.ledger.MaxSize = cfg.Ledger.MaxSizeBytes
+	a.ledger.Retention = boltstore.Retention(cfg.Ledger.Retention)
 	a.ledger.Logger = a.Logger
 	if os.Getenv("JSCTL_UNSAFE_LEDGER_NO_FSYNC") == "1" {
 		// Only for crashtest's control run: proves the power-loss test
 		// catches a ledger that does not fsync. Acks are not durable.
 		a.Logger.Warn("JSCTL_UNSAFE_LEDGER_NO_FSYNC=1: the ledger does not fsync; acknowledged events can be lost")
 		a.ledger.UnsafeNoSync = true
+	}
+	if a.tuneLedger != nil {
+		a.tuneLedger(a.ledger)
 	}
 	if err := a.ledger.Open(); err != nil {
 		a.ledger = nil

@@ -50,10 +50,14 @@ func waitFor(t *testing.T, total time.Duration, cond func() bool) {
 
 func testLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// startApp opens an App on dir and closes it when the test ends.
-func startApp(t *testing.T, cfg Config) *App {
+// startApp opens an App on dir, after the tune functions adjusted it, and
+// closes it when the test ends.
+func startApp(t *testing.T, cfg Config, tune ...func(*App)) *App {
 	t.Helper()
 	a := NewApp(cfg, testLogger())
+	for _, f := range tune {
+		f(a)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := a.Open(ctx); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
 
+	"github.com/jsctl/jsctl/boltstore"
 	"github.com/jsctl/jsctl/event"
 	"github.com/jsctl/jsctl/rpc"
 )
@@ -182,6 +183,30 @@ type LedgerConfig struct {
 	MaxBatch int `yaml:"max_batch"`
 	// MaxSizeBytes caps the ledger file; 0 means no limit. Default 0.
 	MaxSizeBytes int `yaml:"max_size_bytes"`
+	// Retention bounds how long events that are done are kept.
+	Retention RetentionConfig `yaml:"retention"`
+}
+
+// RetentionConfig says how long the ledger keeps events that are done, so
+// that it does not grow without bound; 0 keeps them forever. Its fields are
+// boltstore.Retention's, which it converts to.
+type RetentionConfig struct {
+	// Processed is how long an event is kept after it became PROCESSED.
+	// Default 168h (7 days).
+	Processed time.Duration `yaml:"processed"`
+	// Failed is how long an event is kept after it became FAILED (a
+	// redrive starts the count again). Default 720h (30 days).
+	Failed time.Duration `yaml:"failed"`
+	// Published is how long after its creation an event still PUBLISHED
+	// (no consumer group settled it) is kept. Default 0: forever.
+	Published time.Duration `yaml:"published"`
+	// Tombstones is how long after its removal an expired event's ID is
+	// remembered, so that EventStatus can say when it expired and in which
+	// status. Default 720h.
+	Tombstones time.Duration `yaml:"tombstones"`
+	// DropProcessedPayloads drops an event's payload once it is PROCESSED;
+	// EventStatus then returns an empty payload. Default false.
+	DropProcessedPayloads bool `yaml:"drop_processed_payloads"`
 }
 
 // LimitsConfig bounds what one event may carry.
@@ -219,6 +244,7 @@ func DefaultConfig() Config {
 			LockTimeout:    time.Second,
 			IdempotencyTTL: 24 * time.Hour,
 			MaxBatch:       4096,
+			Retention:      RetentionConfig(boltstore.DefaultRetention()),
 		},
 		Limits: LimitsConfig{
 			MaxEventTypeBytes:      l.MaxTypeBytes,
@@ -346,6 +372,15 @@ func (c *Config) Validate() error {
 	for _, key := range slices.Sorted(maps.Keys(counts)) {
 		if counts[key] <= 0 {
 			bad(key, "must be positive, got %d", counts[key])
+		}
+	}
+	retention := map[string]time.Duration{
+		"ledger.retention.processed": c.Ledger.Retention.Processed, "ledger.retention.failed": c.Ledger.Retention.Failed,
+		"ledger.retention.published": c.Ledger.Retention.Published, "ledger.retention.tombstones": c.Ledger.Retention.Tombstones,
+	}
+	for _, key := range slices.Sorted(maps.Keys(retention)) {
+		if retention[key] < 0 {
+			bad(key, "must be 0 (keep forever) or a positive duration such as 168h, got %s", retention[key])
 		}
 	}
 	if c.Ledger.MaxSizeBytes < 0 {

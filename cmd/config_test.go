@@ -12,6 +12,8 @@ import (
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
+
+	"github.com/jsctl/jsctl/boltstore"
 )
 
 func writeConfig(t *testing.T, body string) string {
@@ -92,6 +94,9 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"BadEnvInt", "", []string{"JSCTL_LEDGER_MAX_BATCH=many"}, "max_batch"},
 		{"EmptyDataDir", "data_dir: ''\n", nil, "data_dir"},
 		{"TokenAndUser", "nats:\n  listen: 127.0.0.1:4222\n  token: t\n  user: u\n  password: p\n", nil, "nats.token"},
+		{"NegativeRetention", "ledger:\n  retention:\n    processed: -1h\n", nil, "config ledger.retention.processed: must be 0 (keep forever) or a positive duration such as 168h, got -1h0m0s"},
+		{"NegativeTombstones", "", []string{"JSCTL_LEDGER_RETENTION_TOMBSTONES=-1s"}, "config ledger.retention.tombstones: must be 0"},
+		{"BadRetentionBool", "ledger:\n  retention:\n    drop_processed_payloads: sometimes\n", nil, "drop_processed_payloads"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -110,6 +115,21 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestConfigRetention: the retention keys load from the environment like
+// the others and convert to the ledger's settings, defaults kept.
+func TestConfigRetention(t *testing.T) {
+	env := []string{"JSCTL_LEDGER_RETENTION_PUBLISHED=48h", "JSCTL_LEDGER_RETENTION_DROP_PROCESSED_PAYLOADS=true"}
+	cfg, err := LoadConfig("", env, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := boltstore.DefaultRetention()
+	want.Published, want.DropProcessedPayloads = 48*time.Hour, true
+	if got := boltstore.Retention(cfg.Ledger.Retention); got != want {
+		t.Errorf("retention = %+v, want %+v", got, want)
+	}
 }
 
 func TestConfigKeysHaveUniqueEnvNames(t *testing.T) {

@@ -24,6 +24,7 @@ type doctorReport struct {
 	LedgerBytes    int64          `json:"ledger_bytes"`
 	Events         int            `json:"events"`
 	ByStatus       map[string]int `json:"by_status"`
+	Tombstones     int            `json:"tombstones"`
 	Stream         string         `json:"stream"`
 	StreamMessages uint64         `json:"stream_messages"`
 	StreamLastSeq  uint64         `json:"stream_last_sequence"`
@@ -76,12 +77,15 @@ func doctor(ctx context.Context, cfg Config) (*doctorReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &doctorReport{Ledger: in.Path, LedgerBytes: in.Bytes, Events: in.Events, ByStatus: map[string]int{}, Stream: cfg.NATS.Stream, Problems: in.Problems}
+	r := &doctorReport{Ledger: in.Path, LedgerBytes: in.Bytes, Events: in.Events, ByStatus: map[string]int{}, Tombstones: in.Tombstones, Stream: cfg.NATS.Stream, Problems: in.Problems}
 	for s, n := range in.ByStatus {
 		r.ByStatus[s.String()] = n
 	}
 	if n := in.ByStatus[event.StatusAccepted]; n > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d events are ACCEPTED (not yet published): the next start publishes them", n))
+	}
+	if in.Schema == 1 {
+		r.Notes = append(r.Notes, "ledger schema 1: the next start upgrades it to schema 2 (retention)")
 	}
 	if len(in.Problems) > 0 {
 		return r, nil
@@ -154,6 +158,9 @@ func (r *doctorReport) print(w io.Writer) {
 		if n := r.ByStatus[s.String()]; n > 0 {
 			fmt.Fprintf(w, "        %-10s %d\n", s, n)
 		}
+	}
+	if r.Tombstones > 0 {
+		fmt.Fprintf(w, "        %d expired events remembered (tombstones)\n", r.Tombstones)
 	}
 	if r.StreamLastSeq > 0 || r.StreamMessages > 0 {
 		fmt.Fprintf(w, "stream  %s: %d messages, last sequence %d\n", r.Stream, r.StreamMessages, r.StreamLastSeq)

@@ -27,6 +27,7 @@ type appMetrics struct {
 	newEvent      prometheus.Histogram
 	commitEvents  prometheus.Histogram
 	commitSeconds prometheus.Histogram
+	expired       *prometheus.CounterVec
 
 	typesMu sync.RWMutex
 	types   map[string]bool
@@ -53,9 +54,13 @@ func newAppMetrics() *appMetrics {
 			Name: "jsctl_ledger_commit_duration_seconds", Help: "Duration of a ledger group commit, fsync included.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14),
 		}),
+		expired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jsctl_ledger_expired_total",
+			Help: "Events removed from the ledger by retention, by the status they had (published, processed, failed).",
+		}, []string{"status"}),
 		types: map[string]bool{},
 	}
-	m.reg.MustRegister(m.grpc, m.events, m.newEvent, m.commitEvents, m.commitSeconds,
+	m.reg.MustRegister(m.grpc, m.events, m.newEvent, m.commitEvents, m.commitSeconds, m.expired,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -99,6 +104,10 @@ func (m *appMetrics) onStatus(eventType string, to event.Status) {
 	if to > event.StatusPublished {
 		m.events.WithLabelValues(m.typeLabel(eventType), strings.ToLower(to.String())).Inc()
 	}
+}
+
+func (m *appMetrics) onExpire(status event.Status, n int) {
+	m.expired.WithLabelValues(strings.ToLower(status.String())).Add(float64(n))
 }
 
 func (m *appMetrics) onCommit(appends, _ int, took time.Duration) {

@@ -36,10 +36,15 @@ func TestMetrics(t *testing.T) {
 		`grpc_server_handling_seconds_bucket`,
 		`go_goroutines`,
 	}
-	// Counters are updated right after the commit a reader may already see:
-	// scrape until they are all there.
+	waitForMetrics(t, a, wants...)
+}
+
+// waitForMetrics scrapes /metrics until it holds every string in wants:
+// counters are updated right after the commit a reader may already see.
+func waitForMetrics(t *testing.T, a *App, wants ...string) {
+	t.Helper()
 	var missing []string
-	waitFor(t, 5*time.Second, func() bool {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		resp, err := http.Get("http://" + a.HTTPAddr() + "/metrics")
 		if err != nil {
 			t.Fatal(err)
@@ -52,8 +57,13 @@ func TestMetrics(t *testing.T) {
 				missing = append(missing, want)
 			}
 		}
-		return len(missing) == 0
-	})
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics lacks %q after 5s", missing)
+		}
+	}
 }
 
 func TestTypeLabelCap(t *testing.T) {

@@ -32,7 +32,8 @@ type Ledger interface {
 	MarkPublished(id ID, seq uint64, reason string)
 
 	// Get returns the event with its history, and its payload if withPayload.
-	// It returns an error wrapping ErrNotFound for an unknown ID.
+	// It returns an error wrapping ErrNotFound for an unknown ID, or one the
+	// ledger removed by retention (its message then says it expired).
 	Get(id ID, withPayload bool) (*Event, error)
 
 	// Unpublished returns the events still ACCEPTED, oldest first, not counting
@@ -369,6 +370,9 @@ func (p *Pipeline) publishAll(ctx context.Context, pending []Pending, reason str
 	batch := make([]inflight, 0, window)
 	for _, pd := range pending {
 		e, err := p.Ledger.Get(pd.ID, true)
+		if errors.Is(err, ErrNotFound) {
+			continue // removed by the ledger's retention since it was listed
+		}
 		if err != nil {
 			return fmt.Errorf("read event %s: %w", pd.ID, err)
 		}

@@ -365,7 +365,9 @@ type Event struct {
 	CreatedAt      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	Status         Status                 `protobuf:"varint,5,opt,name=status,proto3,enum=controller.v1.Status" json:"status,omitempty"`
 	Headers        map[string]string      `protobuf:"bytes,6,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// Set only when EventStatusRequest.include_payload is true.
+	// Set only when EventStatusRequest.include_payload is true; empty once the
+	// ledger dropped it after the event was PROCESSED
+	// (ledger.retention.drop_processed_payloads).
 	Payload       []byte `protobuf:"bytes,7,opt,name=payload,proto3" json:"payload,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

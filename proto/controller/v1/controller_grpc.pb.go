@@ -75,7 +75,8 @@ type ControllerClient interface {
 	// EventStatus returns the status of one event and its history.
 	//
 	// Errors: INVALID_ARGUMENT for an empty or malformed correlation_id,
-	// NOT_FOUND for an unknown one.
+	// NOT_FOUND for an unknown one, or one the ledger's retention removed (the
+	// message then says it expired).
 	EventStatus(ctx context.Context, in *EventStatusRequest, opts ...grpc.CallOption) (*EventStatusResponse, error)
 	// Subscribe receives the events of a consumer group and settles them.
 	//
@@ -239,7 +240,8 @@ type ControllerServer interface {
 	// EventStatus returns the status of one event and its history.
 	//
 	// Errors: INVALID_ARGUMENT for an empty or malformed correlation_id,
-	// NOT_FOUND for an unknown one.
+	// NOT_FOUND for an unknown one, or one the ledger's retention removed (the
+	// message then says it expired).
 	EventStatus(context.Context, *EventStatusRequest) (*EventStatusResponse, error)
 	// Subscribe receives the events of a consumer group and settles them.
 	//
