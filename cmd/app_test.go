@@ -263,14 +263,14 @@ func TestHealthReflectionAndHTTP(t *testing.T) {
 		}
 	}
 
-	for _, path := range []string{"/healthz", "/readyz"} {
+	for path, want := range map[string]int{"/healthz": http.StatusOK, "/readyz": http.StatusOK, "/debug/pprof/heap": http.StatusNotFound} {
 		r, err := http.Get("http://" + a.HTTPAddr() + path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		r.Body.Close()
-		if r.StatusCode != http.StatusOK {
-			t.Fatalf("GET %s: %d", path, r.StatusCode)
+		if r.StatusCode != want {
+			t.Fatalf("GET %s: %d, want %d", path, r.StatusCode, want)
 		}
 	}
 
@@ -288,6 +288,21 @@ func TestHealthReflectionAndHTTP(t *testing.T) {
 		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 			t.Fatalf("%s has mode %v, want no group or other access", filepath.Base(p), perm)
 		}
+	}
+}
+
+func TestPprofOptIn(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.HTTP.Pprof = true
+	a := startApp(t, cfg)
+	r, err := http.Get("http://" + a.HTTPAddr() + "/debug/pprof/heap?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if r.StatusCode != http.StatusOK || !strings.Contains(string(body), "heap profile") {
+		t.Fatalf("GET /debug/pprof/heap with http.pprof on: %d, %.80q", r.StatusCode, body)
 	}
 }
 

@@ -142,6 +142,10 @@ type TokenConfig struct {
 type HTTPConfig struct {
 	// Listen is host:port; empty disables HTTP. Default "127.0.0.1:8080".
 	Listen string `yaml:"listen"`
+	// Pprof serves Go's profiler under /debug/pprof/ (CPU, heap,
+	// goroutines). It exposes internals: keep the listener on loopback when
+	// it is on. Default false.
+	Pprof bool `yaml:"pprof"`
 }
 
 // NATSConfig is the embedded NATS JetStream server.
