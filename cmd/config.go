@@ -161,8 +161,10 @@ type NATSConfig struct {
 	SubjectPrefix string `yaml:"subject_prefix"`
 	// Stream is the JetStream stream's name. Default "EVENTS".
 	Stream string `yaml:"stream"`
-	// DuplicateWindow is how long JetStream drops a repeated message ID.
-	// Default 2m.
+	// DuplicateWindow is how long JetStream drops a repeated message ID. It
+	// is a second guard (recovery looks in the stream before publishing
+	// again), and JetStream keeps ~200 B of memory per message published
+	// within it. At least AckTimeout. Default 30s.
 	DuplicateWindow time.Duration `yaml:"duplicate_window"`
 	// AckTimeout bounds the wait for JetStream's acknowledgement of a publish.
 	// Default 10s.
@@ -240,7 +242,7 @@ func DefaultConfig() Config {
 		NATS: NATSConfig{
 			SubjectPrefix:   "events",
 			Stream:          "EVENTS",
-			DuplicateWindow: 2 * time.Minute,
+			DuplicateWindow: 30 * time.Second,
 			AckTimeout:      10 * time.Second,
 			MaxInFlight:     16384,
 		},
@@ -418,6 +420,9 @@ func (c *Config) Validate() error {
 	}
 	if c.NATS.MaxAge < 0 || c.NATS.MaxBytes < 0 {
 		bad("nats.max_age", "nats.max_age and nats.max_bytes must be 0 (no limit) or positive")
+	}
+	if c.NATS.DuplicateWindow < c.NATS.AckTimeout {
+		bad("nats.duplicate_window", "%s is shorter than nats.ack_timeout %s: a publish retried after its acknowledgement timed out must still be recognised", c.NATS.DuplicateWindow, c.NATS.AckTimeout)
 	}
 	if c.NATS.MaxAge > 0 && c.NATS.DuplicateWindow > c.NATS.MaxAge {
 		bad("nats.duplicate_window", "%s is longer than nats.max_age %s", c.NATS.DuplicateWindow, c.NATS.MaxAge)

@@ -172,4 +172,9 @@ func TestStreamLimits(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
+	t.Run("ErrDuplicateWindowUnderAckTimeout", func(t *testing.T) {
+		if _, err := LoadConfig(writeConfig(t, "nats:\n  ack_timeout: 20s\n  duplicate_window: 15s\n"), nil, nil); err == nil || !strings.Contains(err.Error(), "nats.duplicate_window") || !strings.Contains(err.Error(), "ack_timeout") {
+			t.Fatalf("err = %v", err)
+		}
+	})
 }

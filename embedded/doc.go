@@ -21,7 +21,7 @@
 // Queue keeps one stream (EVENTS by default) with subjects "<prefix>.>" (prefix
 // "events"), file storage and limits retention. An event of type order.created is
 // published on events.order.created with Nats-Msg-Id set to its correlation ID,
-// so JetStream stores a retried publish once within the duplicate window (2m by
+// so JetStream stores a retried publish once within the duplicate window (30s by
 // default). Publishes are asynchronous with many acknowledgements in flight; each
 // caller waits only for its own PubAck.
 //

@@ -22,7 +22,7 @@ type Queue struct {
 	// Prefix is prepended to event types to form subjects. Default "events".
 	Prefix string
 
-	// DuplicateWindow is how long JetStream remembers message IDs. Default 2m.
+	// DuplicateWindow is how long JetStream remembers message IDs. Default 30s.
 	DuplicateWindow time.Duration
 
 	// MaxAge and MaxBytes limit the stream (oldest messages go first); 0 is
@@ -52,7 +52,7 @@ func NewQueue(nc *nats.Conn) *Queue {
 	return &Queue{
 		Stream:          "EVENTS",
 		Prefix:          "events",
-		DuplicateWindow: 2 * time.Minute,
+		DuplicateWindow: 30 * time.Second,
 		AckTimeout:      10 * time.Second,
 		MaxInFlight:     16384,
 		nc:              nc,

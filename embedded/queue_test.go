@@ -67,8 +67,8 @@ func TestQueueOpen(t *testing.T) {
 
 func TestQueueOpenDefaults(t *testing.T) {
 	q := openQueue(t, connect(t, newServer(t, nil)), nil)
-	if got := streamInfo(t, q).Config.Duplicates; got != 2*time.Minute {
-		t.Errorf("default duplicate window %s, want 2m", got)
+	if got := streamInfo(t, q).Config.Duplicates; got != 30*time.Second {
+		t.Errorf("default duplicate window %s, want 30s", got)
 	}
 }
 
