@@ -75,6 +75,7 @@ func (s *Store) commitLoop() {
 		case <-marksDue.C:
 		case <-cleanup.C:
 			keysDue, retentionDue = true, true
+			s.releaseMappedPages()
 			continue
 		case <-s.closing:
 			s.drain(batch)
