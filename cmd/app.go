@@ -165,8 +165,9 @@ func (a *App) Open(ctx context.Context) (err error) {
 
 	bgctx, stop := context.WithCancel(context.Background())
 	a.stop = stop
-	a.bg.Add(2)
+	a.bg.Add(3)
 	go a.republishLoop(bgctx)
+	go a.returnMemoryLoop(bgctx)
 	go func() {
 		defer a.bg.Done()
 		if err := a.pipeline.TrackAdvisories(bgctx); err != nil {
