@@ -192,6 +192,22 @@ func verifyEvents(t *testing.T, client pb.ControllerClient, rec *record, full, s
 	}
 }
 
+// natsJetStream connects to jsctl's NATS port as a native client and
+// returns a context for a minute of calls; done closes both.
+func natsJetStream(t *testing.T, natsAddr string) (js jetstream.JetStream, ctx context.Context, done func()) {
+	t.Helper()
+	nc, err := nats.Connect("nats://"+natsAddr, nats.Token("crash-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if js, err = jetstream.New(nc); err != nil {
+		nc.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	return js, ctx, func() { cancel(); nc.Close() }
+}
+
 // assertAcksRecorded checks that every event JetStream holds as acked by
 // the group (at or below the consumer's ack floor, as restored after the
 // restart) is PROCESSED in the ledger: jsctl records an ack durably before
@@ -199,17 +215,8 @@ func verifyEvents(t *testing.T, client pb.ControllerClient, rec *record, full, s
 // deliveries ran out; JetStream moves its floor past those too.)
 func assertAcksRecorded(t *testing.T, natsAddr string, client pb.ControllerClient, rec *record) {
 	t.Helper()
-	nc, err := nats.Connect("nats://"+natsAddr, nats.Token("crash-test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	js, ctx, done := natsJetStream(t, natsAddr)
+	defer done()
 	c, err := js.Consumer(ctx, "EVENTS", "crash")
 	if err != nil {
 		t.Fatal(err)
@@ -243,17 +250,8 @@ func assertAcksRecorded(t *testing.T, natsAddr string, client pb.ControllerClien
 // each acknowledged event is there exactly once.
 func scanStream(t *testing.T, natsAddr string, rec *record) {
 	t.Helper()
-	nc, err := nats.Connect("nats://"+natsAddr, nats.Token("crash-test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	js, ctx, done := natsJetStream(t, natsAddr)
+	defer done()
 	s, err := js.Stream(ctx, "EVENTS")
 	if err != nil {
 		t.Fatal(err)
