@@ -162,8 +162,10 @@ func (p *Pipeline) Fetch(ctx context.Context, group string, n int, deliver func(
 
 // settleAgain settles d with JetStream as the ledger has it, if the ledger
 // holds this message as PROCESSED or FAILED in d's group, and reports
-// whether it did. Only a redelivery can be in that state, so the first
-// delivery of a message costs no read.
+// whether it did. Fetch asks only for redeliveries, so a first delivery
+// costs no read. (After a crash JetStream may have lost its count and
+// deliver a settled message as a first delivery; the subscriber then sees
+// it once more, and its settle changes nothing in the ledger.)
 func (p *Pipeline) settleAgain(d *Delivery) bool {
 	e, err := p.Ledger.Get(d.ID, false)
 	if err != nil {
