@@ -3,6 +3,7 @@ package boltstore
 import (
 	"path/filepath"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -122,3 +123,67 @@ func BenchmarkBoltUpdate(b *testing.B) {
 }
 
 func seqNext(p *uint64) uint64 { return atomic.AddUint64(p, 1) }
+
+// BenchmarkRecordGroupSync is the ledger's share of consuming an event: a
+// DELIVERED update queued, then the ack recorded durably, with 256 acks
+// outstanding. OnePerCall has 256 callers recording one ack each; Batch16
+// has 16 callers recording 16 acks per call, as Subscribe streams batch them.
+func BenchmarkRecordGroupSync(b *testing.B) {
+	for _, tc := range []struct {
+		name           string
+		callers, batch int
+	}{{"OnePerCall", 256, 1}, {"Batch16", 16, 16}} {
+		b.Run(tc.name, func(b *testing.B) {
+			s := benchStore(b)
+			if err := s.SaveGroup(event.DefaultGroup("g")); err != nil {
+				b.Fatal(err)
+			}
+			payload := make([]byte, 256)
+			us := make([]event.GroupUpdate, b.N)
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			for range 64 { // published events, appended by 64 writers
+				wg.Go(func() {
+					for i := int(next.Add(1) - 1); i < len(us); i = int(next.Add(1) - 1) {
+						e := benchEvent(payload)
+						if _, _, err := s.Append(e, 0); err != nil {
+							b.Error(err)
+							return
+						}
+						s.MarkPublished(e.ID, uint64(i+1), "")
+						us[i] = event.GroupUpdate{ID: e.ID, Group: "g", Deliveries: 1, Sequence: uint64(i + 1), Time: time.Now()}
+					}
+				})
+			}
+			wg.Wait()
+			next.Store(0)
+			start := txID(b, s)
+			b.SetParallelism(max(1, tc.callers/runtime.GOMAXPROCS(0)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				batch := make([]event.GroupUpdate, 0, tc.batch)
+				flush := func() {
+					if err := s.RecordGroupSync(b.Context(), batch...); err != nil {
+						b.Error(err)
+					}
+					batch = batch[:0]
+				}
+				for pb.Next() {
+					u := us[next.Add(1)-1]
+					u.Outcome = event.OutcomeDelivered
+					s.RecordGroup(u)
+					u.Outcome = event.OutcomeAcked
+					if batch = append(batch, u); len(batch) == tc.batch {
+						flush()
+					}
+				}
+				flush()
+			})
+			b.StopTimer()
+			if commits := txID(b, s) - start; commits > 0 {
+				b.ReportMetric(float64(b.N)/float64(commits), "events/commit")
+			}
+		})
+	}
+}

@@ -17,7 +17,8 @@
 // from the moment they are made. If the process dies before the commit, the event is still ACCEPTED in
 // the file and start-up recovery finds it in the stream or publishes it
 // again. A caller that must know an update is durable (an ack, before it is
-// passed to JetStream) uses RecordGroupSync, which waits for the commit.
+// passed to JetStream) uses RecordGroupSync, which waits for the commit; the
+// updates of one call share a commit.
 //
 // Each group's status moves forward only (PUBLISHED -> DELIVERED ->
 // PROCESSED | FAILED), except that a redrive reopens a failed group; the

@@ -90,22 +90,37 @@ func (s *Store) RecordGroup(u event.GroupUpdate) {
 	s.enqueue(update{group: &u})
 }
 
-// RecordGroupSync records an outcome and returns once it is durable.
-func (s *Store) RecordGroupSync(ctx context.Context, u event.GroupUpdate) error {
-	done := make(chan error, 1)
+// RecordGroupSync records outcomes and returns once they are durable. The
+// outcomes are queued together, so they share one commit.
+func (s *Store) RecordGroupSync(ctx context.Context, us ...event.GroupUpdate) error {
+	if len(us) == 0 {
+		return nil
+	}
+	done := make(chan error, len(us)) // every update reports once
 	s.closeMu.RLock()
 	if s.closed {
 		s.closeMu.RUnlock()
 		return fmt.Errorf("%w: ledger is closing", event.ErrUnavailable)
 	}
-	s.enqueue(update{group: &u, done: done})
-	s.closeMu.RUnlock()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
+	s.markMu.Lock()
+	for i := range us {
+		s.updates = append(s.updates, update{group: &us[i], done: done})
 	}
+	s.markMu.Unlock()
+	s.poke()
+	s.closeMu.RUnlock()
+	var first error
+	for range us {
+		select {
+		case err := <-done:
+			if first == nil {
+				first = err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return first
 }
 
 // RecordBySequence implements event.GroupLedger.

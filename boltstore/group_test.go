@@ -3,6 +3,7 @@ package boltstore_test
 import (
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -229,6 +230,49 @@ func TestRecordGroupSync(t *testing.T) {
 		wantGroups(t, got, event.GroupStatus{Group: "g", Status: event.StatusProcessed, Deliveries: 1, Sequence: 5})
 		wantSteps(t, got, append(publishedSteps(5), delivered, overallDelivered, acked, overallProcessed)...)
 	})
+}
+
+// TestRecordGroupSyncMany: outcomes recorded in one call share one commit
+// and are all durable when it returns.
+func TestRecordGroupSyncMany(t *testing.T) {
+	var mu sync.Mutex
+	var commits []int // updates per commit
+	s := openStore(t, func(s *boltstore.Store) {
+		s.OnCommit = func(_, updates int, _ time.Duration) {
+			mu.Lock()
+			commits = append(commits, updates)
+			mu.Unlock()
+		}
+	})
+	saveGroup(t, s, "g", 0)
+	var us []event.GroupUpdate
+	for seq := uint64(1); seq <= 3; seq++ {
+		e := published(t, s, "a", seq)
+		us = append(us, event.GroupUpdate{ID: e.ID, Group: "g", Outcome: event.OutcomeAcked, Deliveries: 1, Sequence: seq, Time: time.Now()})
+	}
+	flush(t, s) // the marks
+	mu.Lock()
+	commits = nil
+	mu.Unlock()
+
+	if err := s.RecordGroupSync(t.Context(), us...); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	got := slices.Clone(commits)
+	mu.Unlock()
+	if !slices.Equal(got, []int{3}) {
+		t.Errorf("commits of RecordGroupSync with 3 updates: %v updates each, want one commit of 3", got)
+	}
+	s = reopen(t, s)
+	for _, u := range us {
+		if got := mustGet(t, s, u.ID, false); got.Status != event.StatusProcessed {
+			t.Errorf("event %d after reopen: %s, want PROCESSED", u.Sequence, got.Status)
+		}
+	}
+	if err := s.RecordGroupSync(t.Context()); err != nil {
+		t.Errorf("RecordGroupSync with no updates: %v", err)
+	}
 }
 
 func TestRecordGroupSyncClosed(t *testing.T) {

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	pb "github.com/jsctl/jsctl/proto/controller/v1"
 )
@@ -92,10 +94,56 @@ func BenchmarkEventStatus(b *testing.B) {
 	})
 }
 
-// benchApp starts a durable in-process jsctl and returns a client of it.
-func benchApp(b *testing.B) pb.ControllerClient {
+// BenchmarkConsume is Subscribe end to end: b.N events published first (not
+// timed), then one group's 4 subscribers (256 in flight each) receive and
+// ack them, each ack confirmed. Allocations count client and server.
+func BenchmarkConsume(b *testing.B) {
+	// The filters openSubscriber opens with.
+	c := benchApp(b, GroupConfig{Name: "bench", Filters: []string{"bench.consume", "bench.consume.probe"}})
+	payload := make([]byte, 256)
+	target := &benchTarget{client: c, payload: payload}
+	if r := target.publishStreams(context.Background(), "seed", "bench.consume", load{Total: b.N, Workers: 4}, nil); r.Errors > 0 {
+		b.Fatalf("seed: %s", r.FirstError)
+	}
+	var subs []*benchSubscriber
+	for range consumeSubscribers {
+		s, err := target.openSubscriber(context.Background(), "bench", "bench.consume")
+		if err != nil {
+			b.Fatal(err)
+		}
+		subs = append(subs, s)
+	}
+	rec := &recorder{}
+	allDone := make(chan struct{})
+	var once sync.Once
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for _, s := range subs {
+		wg.Go(func() {
+			_, errs, firstErr := s.ackAll(rec, int64(b.N), func() { once.Do(func() { close(allDone) }) })
+			if errs > 0 {
+				b.Errorf("%d acks failed, first: %s", errs, firstErr)
+			}
+		})
+	}
+	select {
+	case <-allDone:
+	case <-time.After(time.Minute):
+		b.Errorf("%d of %d acks confirmed after a minute", rec.done.Load(), b.N)
+	}
+	b.StopTimer()
+	for _, s := range subs {
+		s.cancel()
+	}
+	wg.Wait()
+}
+
+// benchApp starts a durable in-process jsctl with the groups and returns a
+// client of it.
+func benchApp(b *testing.B, groups ...GroupConfig) pb.ControllerClient {
 	b.Helper()
 	cfg := DefaultConfig()
+	cfg.Groups = groups
 	cfg.DataDir = b.TempDir()
 	cfg.GRPC.Listen = "127.0.0.1:0"
 	cfg.HTTP.Listen = ""

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/jsctl/jsctl/event"
 	pb "github.com/jsctl/jsctl/proto/controller/v1"
 )
 
@@ -421,5 +422,61 @@ func TestMaxDeliveriesByAckTimeout(t *testing.T) {
 	st := waitStatus(t, c, id, pb.Status_STATUS_FAILED)
 	if gs := groupStatus(st, "silent"); !strings.Contains(gs.GetLastReason(), "max deliveries (2) reached") {
 		t.Fatalf("group status %v", gs)
+	}
+}
+
+// TestRedeliveryOfSettledEventIsSettledAgain: an ack or terminate that is
+// durable in the ledger but never reached JetStream (jsctl died in between,
+// or the ack was lost) comes back as a redelivery. jsctl settles it with
+// JetStream as the ledger has it, does not hand it out again, and the
+// event's status and history stay as they were.
+func TestRedeliveryOfSettledEventIsSettledAgain(t *testing.T) {
+	a, c := consumerApp(t, GroupConfig{Name: "r", AckWait: 300 * time.Millisecond})
+	cons, err := a.queue.JetStream().Consumer(ctxT(t), a.Config.NATS.Stream, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := subscribe(t, c, "r", nil, 10)
+	for _, tc := range []struct {
+		name    string
+		outcome event.Outcome
+		want    pb.Status
+	}{
+		{"Processed", event.OutcomeAcked, pb.Status_STATUS_PROCESSED},
+		{"Failed", event.OutcomeTerminated, pb.Status_STATUS_FAILED},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := publish(t, c, &pb.NewEventRequest{EventType: "a"}).GetCorrelationId()
+			d := sub.next()
+			if d.GetCorrelationId() != id {
+				t.Fatalf("got %v, want %s", d, id)
+			}
+			// What Pipeline.Ack and Terminate record, without telling JetStream.
+			eid, _ := event.ParseID(id)
+			u := event.GroupUpdate{ID: eid, Group: "r", Outcome: tc.outcome, Deliveries: 1, Sequence: d.GetStreamSequence(), Time: time.Now(), Reason: "recorded, not passed on"}
+			if err := a.ledger.RecordGroupSync(ctxT(t), u); err != nil {
+				t.Fatal(err)
+			}
+			before := waitStatus(t, c, id, tc.want)
+
+			// JetStream delivers it again after the ack wait; jsctl settles it.
+			waitFor(t, 10*time.Second, func() bool {
+				info, err := cons.Info(ctxT(t))
+				return err == nil && info.NumAckPending == 0
+			})
+			marker := publish(t, c, &pb.NewEventRequest{EventType: "marker"}).GetCorrelationId()
+			next := sub.next()
+			if next.GetCorrelationId() != marker {
+				t.Fatalf("got %v, want only the marker (the settled event must not be handed out again)", next)
+			}
+			sub.ack(next)
+			after := getStatus(t, c, id)
+			if after.GetStatus() != tc.want || len(after.GetHistory()) != len(before.GetHistory()) {
+				t.Fatalf("after the redelivery: %v with history %v, want %v with history %v", after.GetStatus(), after.GetHistory(), tc.want, before.GetHistory())
+			}
+			if gs := groupStatus(after, "r"); gs.GetDeliveryCount() != 1 {
+				t.Fatalf("group status %v, want 1 delivery", gs)
+			}
+		})
 	}
 }

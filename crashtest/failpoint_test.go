@@ -16,10 +16,12 @@ import (
 // with -tags failpoints; see event/failpoint_on.go) under load, restarts it
 // and checks: every acknowledged event is present once, and nothing is left
 // ACCEPTED (the event caught between steps was found in the stream or
-// published again).
+// published again); every ack a subscriber saw confirmed, and every ack
+// JetStream holds, is PROCESSED in the ledger (acks caught between the
+// ledger and JetStream are delivered again and settled by jsctl).
 func TestFailpoints(t *testing.T) {
 	plain, withFailpoints := build(t)
-	for _, point := range []string{"after-ledger-commit", "after-puback", "after-mark"} {
+	for _, point := range []string{"after-ledger-commit", "after-puback", "after-mark", "after-ack-record"} {
 		t.Run(point, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "data")
 			addr, natsAddr := freeAddr(t), freeAddr(t)
@@ -35,6 +37,9 @@ func TestFailpoints(t *testing.T) {
 				for range 8 {
 					wg.Go(func() { produce(ctx, client, rec) })
 				}
+				for range 2 {
+					wg.Go(func() { consume(ctx, client, rec) })
+				}
 				select {
 				case <-srv.exited:
 				case <-time.After(30 * time.Second):
@@ -47,6 +52,7 @@ func TestFailpoints(t *testing.T) {
 				srv = start(t, plain, dir, addr, "JSCTL_CONFIG="+cfg)
 				srv.waitServing(cc)
 				verify(t, client, rec, true)
+				assertAcksRecorded(t, natsAddr, client, rec)
 				assertNoneAccepted(t, client)
 				scanStream(t, natsAddr, rec)
 				srv.kill()

@@ -24,6 +24,7 @@ type record struct {
 	seen      map[string]pb.Status // highest status observed
 	checked   int                  // acked events verified so far, in order
 	order     []string
+	ackFloor  uint64 // JetStream's ack floor of the group, checked up to here
 }
 
 func newRecord() *record {
@@ -75,6 +76,7 @@ func TestKillLoop(t *testing.T) {
 			t.Fatalf("cycle %d: restart to SERVING took %s, want under 5s", cycle, took)
 		}
 		verify(t, client, rec, cycle == *cycles)
+		assertAcksRecorded(t, natsAddr, client, rec)
 		assertNoneAccepted(t, client)
 		if cycle == *cycles {
 			scanStream(t, natsAddr, rec)
@@ -190,21 +192,66 @@ func verifyEvents(t *testing.T, client pb.ControllerClient, rec *record, full, s
 	}
 }
 
-// scanStream reads every message of the stream over NATS and checks that
-// each acknowledged event is there exactly once.
-func scanStream(t *testing.T, natsAddr string, rec *record) {
+// natsJetStream connects to jsctl's NATS port as a native client and
+// returns a context for a minute of calls; done closes both.
+func natsJetStream(t *testing.T, natsAddr string) (js jetstream.JetStream, ctx context.Context, done func()) {
 	t.Helper()
 	nc, err := nats.Connect("nats://"+natsAddr, nats.Token("crash-test"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
+	if js, err = jetstream.New(nc); err != nil {
+		nc.Close()
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	return js, ctx, func() { cancel(); nc.Close() }
+}
+
+// assertAcksRecorded checks that every event JetStream holds as acked by
+// the group (at or below the consumer's ack floor, as restored after the
+// restart) is PROCESSED in the ledger: jsctl records an ack durably before
+// it passes it to JetStream. (FAILED is allowed for an event whose
+// deliveries ran out; JetStream moves its floor past those too.)
+func assertAcksRecorded(t *testing.T, natsAddr string, client pb.ControllerClient, rec *record) {
+	t.Helper()
+	js, ctx, done := natsJetStream(t, natsAddr)
+	defer done()
+	c, err := js.Consumer(ctx, "EVENTS", "crash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	floor := info.AckFloor.Stream
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	checked := 0
+	for id, seq := range rec.acked {
+		if seq <= rec.ackFloor || seq > floor {
+			continue
+		}
+		st, err := client.EventStatus(ctx, &pb.EventStatusRequest{CorrelationId: id})
+		if err != nil {
+			t.Fatalf("event %s: %v", id, err)
+		}
+		if got := st.GetStatus(); got != pb.Status_STATUS_PROCESSED && got != pb.Status_STATUS_FAILED {
+			t.Fatalf("event %s at sequence %d is acked in JetStream (ack floor %d) but %v in the ledger", id, seq, floor, got)
+		}
+		checked++
+	}
+	rec.ackFloor = max(rec.ackFloor, floor)
+	t.Logf("ack floor %d: %d more events acked in JetStream, all recorded", floor, checked)
+}
+
+// scanStream reads every message of the stream over NATS and checks that
+// each acknowledged event is there exactly once.
+func scanStream(t *testing.T, natsAddr string, rec *record) {
+	t.Helper()
+	js, ctx, done := natsJetStream(t, natsAddr)
+	defer done()
 	s, err := js.Stream(ctx, "EVENTS")
 	if err != nil {
 		t.Fatal(err)

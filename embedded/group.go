@@ -1,11 +1,14 @@
 package embedded
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -127,7 +130,7 @@ func (q *Queue) delivery(group string, m jetstream.Msg) (*event.Delivery, error)
 		Group:      group,
 		Sequence:   meta.Sequence.Stream,
 		Deliveries: uint32(meta.NumDelivered),
-		Settler:    settler{m},
+		Settler:    settler{m: m, q: q, group: group, seq: meta.Sequence.Stream},
 	}
 	subject := m.Subject()
 	idHeader := jetstream.MsgIDHeader
@@ -150,9 +153,24 @@ func (q *Queue) delivery(group string, m jetstream.Msg) (*event.Delivery, error)
 }
 
 // settler settles a delivery with JetStream.
-type settler struct{ m jetstream.Msg }
+type settler struct {
+	m     jetstream.Msg
+	q     *Queue
+	group string
+	seq   uint64
+}
 
-func (s settler) Ack(ctx context.Context) error { return s.m.DoubleAck(ctx) }
+// Ack acknowledges without waiting for JetStream's reply, and remembers the
+// ack so that Advisories drops its report.
+func (s settler) Ack() error {
+	s.q.selfAcked.add(s.group, s.seq)
+	if err := s.m.Ack(); err != nil {
+		s.q.selfAcked.take(s.group, s.seq)
+		return err
+	}
+	return nil
+}
+
 func (s settler) Nak(delay time.Duration) error { return s.m.NakWithDelay(delay) }
 func (s settler) InProgress() error             { return s.m.InProgress() }
 func (s settler) Terminate(reason string) error { return s.m.TermWithReason(reason) }
@@ -170,6 +188,65 @@ func (q *Queue) Redrive(ctx context.Context, e *event.Event, group string, attem
 	}
 	q.observe(ack.Sequence)
 	return ack.Sequence, nil
+}
+
+// ackMetricSequence finds the stream sequence in an ack metric without
+// decoding the rest. ok is false if it is not where nats-server puts it.
+func ackMetricSequence(data []byte) (seq uint64, ok bool) {
+	const field = `"stream_seq":`
+	i := bytes.Index(data, []byte(field))
+	if i < 0 {
+		return 0, false
+	}
+	digits := data[i+len(field):]
+	n := 0
+	for n < len(digits) && digits[n] >= '0' && digits[n] <= '9' {
+		n++
+	}
+	seq, err := strconv.ParseUint(string(digits[:n]), 10, 64)
+	return seq, err == nil
+}
+
+// ackSet remembers the messages jsctl acknowledged itself until their ack
+// reports arrive. It is bounded: once ackSetGeneration acks wait for their
+// reports, they become the previous generation and the one before is
+// forgotten; a report that comes later than that is passed on like any
+// other (recording it again does nothing).
+type ackSet struct {
+	mu        sync.Mutex
+	cur, prev map[ackKey]struct{}
+}
+
+type ackKey struct {
+	group string
+	seq   uint64
+}
+
+const ackSetGeneration = 16384
+
+func (a *ackSet) add(group string, seq uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cur == nil || len(a.cur) >= ackSetGeneration {
+		a.prev, a.cur = a.cur, make(map[ackKey]struct{})
+	}
+	a.cur[ackKey{group, seq}] = struct{}{}
+}
+
+// take reports whether the ack was made through a settler, and forgets it.
+func (a *ackSet) take(group string, seq uint64) bool {
+	k := ackKey{group, seq}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.cur[k]; ok {
+		delete(a.cur, k)
+		return true
+	}
+	if _, ok := a.prev[k]; ok {
+		delete(a.prev, k)
+		return true
+	}
+	return false
 }
 
 // Advisory subjects, per stream and consumer.
@@ -218,7 +295,15 @@ func (q *Queue) Advisories(ctx context.Context, fn func(event.SeqUpdate)) error 
 		case <-ctx.Done():
 			return nil
 		case m := <-ch:
-			prefix := m.Subject[:strings.LastIndexByte(m.Subject[:strings.LastIndexByte(m.Subject, '.')], '.')]
+			dot := strings.LastIndexByte(m.Subject, '.')
+			prefix := m.Subject[:strings.LastIndexByte(m.Subject[:dot], '.')]
+			if prefix == subjAckMetric {
+				// Most acks are jsctl's own, recorded already: drop their
+				// reports before decoding them.
+				if seq, ok := ackMetricSequence(m.Data); ok && q.selfAcked.take(m.Subject[dot+1:], seq) {
+					continue
+				}
+			}
 			var a advisory
 			if err := json.Unmarshal(m.Data, &a); err != nil || a.StreamSeq == 0 {
 				continue

@@ -45,6 +45,8 @@ type Queue struct {
 
 	consMu    sync.Mutex
 	consumers map[string]jetstream.Consumer
+
+	selfAcked ackSet // acks made through a settler, their reports to come
 }
 
 // NewQueue returns a Queue on the connection nc with defaults set.

@@ -26,10 +26,13 @@ type Delivery struct {
 	Settler    Settler
 }
 
-// Settler settles one delivery with JetStream.
+// Settler settles one delivery with JetStream. None of its methods waits for
+// JetStream's confirmation: a settle JetStream never receives shows as a
+// redelivery.
 type Settler interface {
-	// Ack acknowledges and waits for JetStream to confirm it.
-	Ack(ctx context.Context) error
+	// Ack acknowledges. JetStream's report of this ack is not passed to
+	// Consumers.Advisories: the caller has recorded the outcome already.
+	Ack() error
 	// Nak asks for redelivery after delay.
 	Nak(delay time.Duration) error
 	// InProgress extends the ack wait.
@@ -61,7 +64,8 @@ type Consumers interface {
 	// returns the new message's sequence.
 	Redrive(ctx context.Context, e *Event, group string, attempt int) (uint64, error)
 	// Advisories calls fn for every ack, nak, termination and max-deliveries
-	// advisory of the stream's consumers until ctx is done.
+	// advisory of the stream's consumers until ctx is done, except the ack
+	// reports of acks made through a Settler.
 	Advisories(ctx context.Context, fn func(SeqUpdate)) error
 }
 
@@ -73,8 +77,9 @@ type GroupLedger interface {
 	Groups() []Group
 	// RecordGroup queues an outcome, written with the next commit.
 	RecordGroup(u GroupUpdate)
-	// RecordGroupSync records an outcome and returns once it is durable.
-	RecordGroupSync(ctx context.Context, u GroupUpdate) error
+	// RecordGroupSync records outcomes, in one commit, and returns once they
+	// are durable.
+	RecordGroupSync(ctx context.Context, us ...GroupUpdate) error
 	// RecordBySequence queues an outcome for the event whose message has
 	// the sequence; unknown sequences are ignored.
 	RecordBySequence(u SeqUpdate)
@@ -140,24 +145,74 @@ func normalized(f []string) []string {
 }
 
 // Fetch hands out up to n deliveries of the group, each to deliver as it
-// arrives, and records them as DELIVERED.
+// arrives, and records them as DELIVERED. A redelivery of a message the
+// ledger already holds as settled in the group (its settle never reached
+// JetStream) is settled again here and not handed out.
 func (p *Pipeline) Fetch(ctx context.Context, group string, n int, deliver func(*Delivery)) error {
 	return p.Consumers.Fetch(ctx, group, n, func(d *Delivery) {
 		if d.ID != (ID{}) {
+			if d.Deliveries > 1 && p.settleAgain(d) {
+				return
+			}
 			p.Ledger.RecordGroup(GroupUpdate{ID: d.ID, Group: group, Outcome: OutcomeDelivered, Deliveries: d.Deliveries, Sequence: d.Sequence, Time: p.Now()})
 		}
 		deliver(d)
 	})
 }
 
-// Ack records the delivery as processed (durably) and then acknowledges it
-// to JetStream. If the process dies in between, the event is delivered again
-// and its status already says PROCESSED.
-func (p *Pipeline) Ack(ctx context.Context, d *Delivery) error {
-	if err := p.recordSync(ctx, d, OutcomeAcked, ""); err != nil {
+// settleAgain settles d with JetStream as the ledger has it, if the ledger
+// holds this message as PROCESSED or FAILED in d's group, and reports
+// whether it did. Fetch asks only for redeliveries, so a first delivery
+// costs no read. (After a crash JetStream may have lost its count and
+// deliver a settled message as a first delivery; the subscriber then sees
+// it once more, and its settle changes nothing in the ledger.)
+func (p *Pipeline) settleAgain(d *Delivery) bool {
+	e, err := p.Ledger.Get(d.ID, false)
+	if err != nil {
+		return false // hand it out; the subscriber's settle is recorded as usual
+	}
+	i := slices.IndexFunc(e.Groups, func(g GroupStatus) bool { return g.Group == d.Group })
+	if i < 0 || e.Groups[i].Sequence != d.Sequence {
+		return false
+	}
+	switch g := e.Groups[i]; g.Status {
+	case StatusProcessed:
+		err = d.Settler.Ack()
+	case StatusFailed:
+		err = d.Settler.Terminate(g.LastReason)
+	default:
+		return false
+	}
+	if err != nil {
+		p.Logger.Warn("settling a redelivered message again failed; it will be delivered again", "group", d.Group, "stream_seq", d.Sequence, "err", err)
+	}
+	return true
+}
+
+// Ack records the deliveries as processed, durably and in one commit, and
+// then acknowledges them to JetStream without waiting for its confirmation.
+// If the process dies in between, or an acknowledgement is lost, JetStream
+// delivers the message again and Fetch acknowledges it then; the status
+// already says PROCESSED. The error is the ledger's: once the outcome is
+// durable, the ack has succeeded.
+func (p *Pipeline) Ack(ctx context.Context, ds ...*Delivery) error {
+	us := make([]GroupUpdate, 0, len(ds))
+	now := p.Now()
+	for _, d := range ds {
+		if d.ID != (ID{}) {
+			us = append(us, GroupUpdate{ID: d.ID, Group: d.Group, Outcome: OutcomeAcked, Deliveries: d.Deliveries, Sequence: d.Sequence, Time: now})
+		}
+	}
+	if err := p.Ledger.RecordGroupSync(ctx, us...); err != nil {
 		return err
 	}
-	return d.Settler.Ack(ctx)
+	failpoint("after-ack-record")
+	for _, d := range ds {
+		if err := d.Settler.Ack(); err != nil {
+			p.Logger.Warn("ack to JetStream failed; the message will be delivered again and acknowledged then", "group", d.Group, "stream_seq", d.Sequence, "err", err)
+		}
+	}
+	return nil
 }
 
 // Nak gives the delivery back. Without a delay of its own it is delivered

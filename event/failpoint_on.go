@@ -17,6 +17,7 @@ import (
 //	after-ledger-commit   the event is durable in the ledger, not yet published
 //	after-puback          JetStream acknowledged it, not yet marked PUBLISHED
 //	after-mark            marked PUBLISHED (not yet committed), not yet replied
+//	after-ack-record      a subscriber's acks are durable in the ledger, not yet passed to JetStream
 var (
 	failpointName  string
 	failpointAfter int64 = 1

@@ -25,9 +25,17 @@ type settled struct {
 	err error
 }
 
+// pendingAck is an ack waiting to be recorded.
+type pendingAck struct {
+	id string
+	d  *event.Delivery
+}
+
 // Subscribe implements pb.ControllerServer. One goroutine owns the stream's
 // sends and its table of unsettled deliveries; fetches, receives and settles
-// run beside it and report back through channels.
+// run beside it and report back through channels. Acks are recorded in
+// batches, one at a time per stream: every ack that arrives while a batch is
+// being recorded joins the next one, so they share a ledger commit.
 func (s *Server) Subscribe(stream pb.Controller_SubscribeServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
@@ -71,12 +79,21 @@ func (s *Server) Subscribe(stream pb.Controller_SubscribeServer) error {
 	arrivals := make(chan *event.Delivery, max)
 	fetchDone := make(chan error, 1) // buffered: a fetch never blocks on a finished stream
 	results := make(chan settled, max)
+	acked := make(chan []settled, 1)
 	inflight := map[string]*event.Delivery{} // sent, not settled
 	settling := map[string]bool{}            // a settle is under way
+	var acks []pendingAck                    // waiting for the next batch
+	acking := false                          // a batch is being recorded
 	fetching := false
 	var next uint64
 
 	for {
+		if !acking && len(acks) > 0 {
+			acking = true
+			batch := acks
+			acks = nil
+			go func() { acked <- s.ack(ctx, batch) }()
+		}
 		if !fetching && len(inflight) < max {
 			fetching = true
 			n := max - len(inflight)
@@ -127,6 +144,9 @@ func (s *Server) Subscribe(stream pb.Controller_SubscribeServer) error {
 				err = stream.Send(settleReply(st, codes.FailedPrecondition, "delivery is being settled"))
 			case st.GetAction() < pb.SettleAction_SETTLE_ACTION_ACK || st.GetAction() > pb.SettleAction_SETTLE_ACTION_TERMINATE:
 				err = stream.Send(settleReply(st, codes.InvalidArgument, "action must be ACK, NAK, IN_PROGRESS or TERMINATE"))
+			case st.GetAction() == pb.SettleAction_SETTLE_ACTION_ACK:
+				settling[st.GetDeliveryId()] = true
+				acks = append(acks, pendingAck{st.GetDeliveryId(), d})
 			default:
 				settling[st.GetDeliveryId()] = true
 				go func() {
@@ -137,27 +157,52 @@ func (s *Server) Subscribe(stream pb.Controller_SubscribeServer) error {
 				return err
 			}
 		case r := <-results:
-			delete(settling, r.id)
-			if r.err == nil && r.act != pb.SettleAction_SETTLE_ACTION_IN_PROGRESS {
-				delete(inflight, r.id)
-			}
-			code, msg := codes.OK, ""
-			if r.err != nil {
-				st := status.Convert(toStatus(s.log, "Subscribe", r.err))
-				code, msg = st.Code(), st.Message()
-			}
-			if err := stream.Send(settleReply(&pb.Settle{DeliveryId: r.id, Action: r.act}, code, msg)); err != nil {
+			if err := s.settledReply(stream, inflight, settling, r); err != nil {
 				return err
+			}
+		case rs := <-acked:
+			acking = false
+			for _, r := range rs {
+				if err := s.settledReply(stream, inflight, settling, r); err != nil {
+					return err
+				}
 			}
 		}
 	}
 }
 
-// settle carries out one settle request.
+// settledReply retires a finished settle and answers it.
+func (s *Server) settledReply(stream pb.Controller_SubscribeServer, inflight map[string]*event.Delivery, settling map[string]bool, r settled) error {
+	delete(settling, r.id)
+	if r.err == nil && r.act != pb.SettleAction_SETTLE_ACTION_IN_PROGRESS {
+		delete(inflight, r.id)
+	}
+	code, msg := codes.OK, ""
+	if r.err != nil {
+		st := status.Convert(toStatus(s.log, "Subscribe", r.err))
+		code, msg = st.Code(), st.Message()
+	}
+	return stream.Send(settleReply(&pb.Settle{DeliveryId: r.id, Action: r.act}, code, msg))
+}
+
+// ack records a batch of acks in one ledger commit and passes them to
+// JetStream.
+func (s *Server) ack(ctx context.Context, batch []pendingAck) []settled {
+	ds := make([]*event.Delivery, len(batch))
+	for i, a := range batch {
+		ds[i] = a.d
+	}
+	err := s.events.Ack(ctx, ds...)
+	out := make([]settled, len(batch))
+	for i, a := range batch {
+		out[i] = settled{a.id, pb.SettleAction_SETTLE_ACTION_ACK, err}
+	}
+	return out
+}
+
+// settle carries out one settle request other than ack.
 func (s *Server) settle(ctx context.Context, d *event.Delivery, st *pb.Settle) error {
 	switch st.GetAction() {
-	case pb.SettleAction_SETTLE_ACTION_ACK:
-		return s.events.Ack(ctx, d)
 	case pb.SettleAction_SETTLE_ACTION_NAK:
 		return s.events.Nak(ctx, d, st.GetDelay().AsDuration(), st.GetReason())
 	case pb.SettleAction_SETTLE_ACTION_IN_PROGRESS:

@@ -84,8 +84,10 @@ type ControllerClient interface {
 	// every later one `settle`. The server never has more than max_in_flight
 	// unsettled deliveries on one stream. Each settle is answered on the stream
 	// with a Delivery whose `settled` is set: code 0 (OK) once the outcome is
-	// recorded (for ack and terminate: durable in the ledger, then confirmed by
-	// JetStream), 9 (FAILED_PRECONDITION) for an unknown or already settled
+	// recorded (for ack and terminate: durable in the ledger, then passed to
+	// JetStream without waiting for its reply; should JetStream not get it, it
+	// delivers the message again and jsctl settles that redelivery itself), 9
+	// (FAILED_PRECONDITION) for an unknown or already settled
 	// delivery, 3 (INVALID_ARGUMENT) for a request without settle or an unknown
 	// action, 14 (UNAVAILABLE) when the outcome could not be recorded; the
 	// stream stays open in every case. Deliveries left unsettled when
@@ -249,8 +251,10 @@ type ControllerServer interface {
 	// every later one `settle`. The server never has more than max_in_flight
 	// unsettled deliveries on one stream. Each settle is answered on the stream
 	// with a Delivery whose `settled` is set: code 0 (OK) once the outcome is
-	// recorded (for ack and terminate: durable in the ledger, then confirmed by
-	// JetStream), 9 (FAILED_PRECONDITION) for an unknown or already settled
+	// recorded (for ack and terminate: durable in the ledger, then passed to
+	// JetStream without waiting for its reply; should JetStream not get it, it
+	// delivers the message again and jsctl settles that redelivery itself), 9
+	// (FAILED_PRECONDITION) for an unknown or already settled
 	// delivery, 3 (INVALID_ARGUMENT) for a request without settle or an unknown
 	// action, 14 (UNAVAILABLE) when the outcome could not be recorded; the
 	// stream stays open in every case. Deliveries left unsettled when
