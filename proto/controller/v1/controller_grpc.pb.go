@@ -65,9 +65,11 @@ type ControllerClient interface {
 	NewEvent(ctx context.Context, in *NewEventRequest, opts ...grpc.CallOption) (*NewEventResponse, error)
 	// PublishEvents is NewEvent for a stream of events: each response is the
 	// ack of the request at the same position, with the same guarantee as
-	// NewEvent, in request order. Events are processed concurrently (up to
-	// 1024 in flight per stream), so a producer can keep many in flight on one
-	// stream. A request that fails gets a response with ack=false and `error`
+	// NewEvent, in request order. Up to 1024 events are in flight per stream,
+	// so a producer can keep many in flight on one stream; those that arrive
+	// together share a ledger commit. A stream's events are stored and
+	// published in request order (their stream sequences rise with it). A
+	// request that fails gets a response with ack=false and `error`
 	// set; the stream goes on. A request that cannot be decoded (invalid UTF-8,
 	// over the size limit) ends the stream with that error after the responses
 	// to the requests before it.
@@ -232,9 +234,11 @@ type ControllerServer interface {
 	NewEvent(context.Context, *NewEventRequest) (*NewEventResponse, error)
 	// PublishEvents is NewEvent for a stream of events: each response is the
 	// ack of the request at the same position, with the same guarantee as
-	// NewEvent, in request order. Events are processed concurrently (up to
-	// 1024 in flight per stream), so a producer can keep many in flight on one
-	// stream. A request that fails gets a response with ack=false and `error`
+	// NewEvent, in request order. Up to 1024 events are in flight per stream,
+	// so a producer can keep many in flight on one stream; those that arrive
+	// together share a ledger commit. A stream's events are stored and
+	// published in request order (their stream sequences rise with it). A
+	// request that fails gets a response with ack=false and `error`
 	// set; the stream goes on. A request that cannot be decoded (invalid UTF-8,
 	// over the size limit) ends the stream with that error after the responses
 	// to the requests before it.
