@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -214,6 +215,23 @@ func TestSecurityMatrix(t *testing.T) {
 		}
 		if code, _, errOut := runCLI(t, "", append([]string{"publish", "a", "x", "--token", tokens[rpc.RoleRead]}, args...)...); code != 1 || !strings.Contains(errOut, "PermissionDenied") {
 			t.Fatalf("publish with a read token: exit %d %s", code, errOut)
+		}
+	})
+	t.Run("BenchWithToken", func(t *testing.T) {
+		args := []string{"bench", "publish", "-n", "20", "-c", "2", "-o", "json", "--addr", a.GRPCAddr(), "--tls-ca", pki.caFile, "--tls-cert", pki.clientCert, "--tls-key", pki.clientKey}
+		bench := func(token string) benchResult {
+			code, out, errOut := runCLI(t, "", append(args, "--token", token)...)
+			var rep benchReport
+			if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || len(rep.Results) != 1 || rep.Results[0].Ops+rep.Results[0].Errors != 20 {
+				t.Fatalf("bench with token %q: exit %d, %s %s", token, code, out, errOut)
+			}
+			return rep.Results[0]
+		}
+		if r := bench(tokens[rpc.RolePublish]); r.Ops != 20 {
+			t.Fatalf("bench publish with a publish token: %d of 20 succeeded (%s)", r.Ops, r.FirstError)
+		}
+		if r := bench(tokens[rpc.RoleRead]); r.Errors != 20 || !strings.Contains(r.FirstError, "PermissionDenied") {
+			t.Fatalf("bench publish with a read token: %d of 20 failed (%s), want all with PermissionDenied", r.Errors, r.FirstError)
 		}
 	})
 }

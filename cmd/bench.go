@@ -18,14 +18,13 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	pb "github.com/jsctl/jsctl/proto/controller/v1"
 )
 
 // benchOptions are the flags of `jsctl bench`.
 type benchOptions struct {
+	conn        connOptions // for --addr: TLS and token
 	addr        string
 	output      string
 	total       int
@@ -45,6 +44,7 @@ func (o *benchOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVarP(&o.size, "size", "s", 256, "payload size in bytes")
 	fs.BoolVar(&o.baselines, "baselines", false, "also run the baselines (bare gRPC, raw JetStream) and print ratios")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the jsctl runs to this file")
+	o.conn.AddFlags(fs) // a server at --addr may want TLS and a token (roles publish, read and consume)
 }
 
 var benchScenarios = []string{"publish", "stream", "status", "consume"}
@@ -166,18 +166,18 @@ func (o *benchOptions) run(ctx context.Context, progressOut io.Writer, scenarios
 		payload[i] = byte('a' + i%26)
 	}
 
-	addr := o.addr
+	addr, conn := o.addr, o.conn
 	if addr == "" {
 		stop, a, err := startBenchServer(ctx)
 		if err != nil {
 			return nil, err
 		}
 		defer stop()
-		addr = a
+		addr, conn = a, connOptions{} // in-process: plaintext, no auth
 	} else {
 		report.Settings.Target = addr
 	}
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := conn.dial(addr)
 	if err != nil {
 		return nil, err
 	}

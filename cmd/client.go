@@ -17,15 +17,47 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// clientOptions are the flags every command that talks to a server shares.
-type clientOptions struct {
-	addr    string
-	timeout time.Duration
-	output  string
+// connOptions are how a client reaches a server: TLS and a bearer token.
+type connOptions struct {
 	token   string
 	tlsCA   string
 	tlsCert string
 	tlsKey  string
+}
+
+func (o *connOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.token, "token", os.Getenv(EnvPrefix+"TOKEN"), "bearer token (env JSCTL_TOKEN)")
+	fs.StringVar(&o.tlsCA, "tls-ca", "", "CA certificate (PEM) to verify the server: turns on TLS")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "client certificate (PEM), for mTLS")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "client key (PEM), for mTLS")
+}
+
+// dial returns a connection to addr with the TLS and token of o.
+func (o *connOptions) dial(addr string) (*grpc.ClientConn, error) {
+	creds, err := clientTLS(o.tlsCA, o.tlsCert, o.tlsKey)
+	if err != nil {
+		return nil, err
+	}
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if o.token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer(o.token)))
+	}
+	cc, err := grpc.NewClient(addr, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	return cc, nil
+}
+
+// clientOptions are the flags every command that talks to a server shares.
+type clientOptions struct {
+	connOptions
+	addr    string
+	timeout time.Duration
+	output  string
 }
 
 func (o *clientOptions) AddFlags(fs *pflag.FlagSet) {
@@ -39,10 +71,7 @@ func (o *clientOptions) AddFlags(fs *pflag.FlagSet) {
 	}
 	fs.DurationVar(&o.timeout, "timeout", o.timeout, "deadline for the call")
 	fs.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
-	fs.StringVar(&o.token, "token", os.Getenv(EnvPrefix+"TOKEN"), "bearer token (env JSCTL_TOKEN)")
-	fs.StringVar(&o.tlsCA, "tls-ca", "", "CA certificate (PEM) to verify the server: turns on TLS")
-	fs.StringVar(&o.tlsCert, "tls-cert", "", "client certificate (PEM), for mTLS")
-	fs.StringVar(&o.tlsKey, "tls-key", "", "client key (PEM), for mTLS")
+	o.connOptions.AddFlags(fs)
 }
 
 func (o *clientOptions) validate() error {
@@ -57,20 +86,9 @@ func (o *clientOptions) call(c *cobra.Command, fn func(ctx context.Context, cc *
 	if err := o.validate(); err != nil {
 		return err
 	}
-	creds, err := clientTLS(o.tlsCA, o.tlsCert, o.tlsKey)
+	cc, err := o.dial(o.addr)
 	if err != nil {
 		return err
-	}
-	if creds == nil {
-		creds = insecure.NewCredentials()
-	}
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
-	if o.token != "" {
-		opts = append(opts, grpc.WithPerRPCCredentials(bearer(o.token)))
-	}
-	cc, err := grpc.NewClient(o.addr, opts...)
-	if err != nil {
-		return fmt.Errorf("connect to %s: %w", o.addr, err)
 	}
 	defer cc.Close()
 	ctx := runContext(c)
