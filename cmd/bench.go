@@ -306,6 +306,7 @@ func startBenchServer(ctx context.Context) (stop func(), addr string, err error)
 	cfg.GRPC.Listen = "127.0.0.1:0"
 	cfg.HTTP.Listen = ""
 	a := NewApp(cfg, slog.New(slog.DiscardHandler))
+	tuneRuntime(cfg, a.Logger) // as jsctl serve does; the whole bench process shares it
 	if err := a.Open(ctx); err != nil {
 		os.RemoveAll(dir)
 		return nil, "", err

@@ -40,6 +40,16 @@ type Config struct {
 	// ShutdownTimeout bounds how long in-flight calls may take after SIGTERM.
 	// Default 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// GCPercent is the Go garbage collector's target (GOGC): a collection
+	// starts when the heap has grown this many percent over what survived
+	// the last one. Higher trades memory for CPU. The GOGC environment
+	// variable, if set, wins. Default 300.
+	GCPercent int `yaml:"gc_percent"`
+	// MemoryLimitBytes is the Go runtime's soft memory limit (GOMEMLIMIT):
+	// near it the collector runs more often, whatever gc_percent says. 0 is
+	// none. The GOMEMLIMIT environment variable, if set, wins. Default
+	// 536870912 (512 MiB).
+	MemoryLimitBytes int64 `yaml:"memory_limit_bytes"`
 
 	GRPC   GRPCConfig   `yaml:"grpc"`
 	HTTP   HTTPConfig   `yaml:"http"`
@@ -233,12 +243,14 @@ type LimitsConfig struct {
 func DefaultConfig() Config {
 	l := event.DefaultLimits()
 	return Config{
-		DataDir:         "./data",
-		LogLevel:        "info",
-		LogFormat:       "auto",
-		ShutdownTimeout: 10 * time.Second,
-		GRPC:            GRPCConfig{Listen: "127.0.0.1:50051", MaxConcurrentStreams: 1024, KeepaliveMinTime: 10 * time.Second},
-		HTTP:            HTTPConfig{Listen: "127.0.0.1:8080"},
+		DataDir:          "./data",
+		LogLevel:         "info",
+		LogFormat:        "auto",
+		ShutdownTimeout:  10 * time.Second,
+		GCPercent:        300,
+		MemoryLimitBytes: 512 << 20,
+		GRPC:             GRPCConfig{Listen: "127.0.0.1:50051", MaxConcurrentStreams: 1024, KeepaliveMinTime: 10 * time.Second},
+		HTTP:             HTTPConfig{Listen: "127.0.0.1:8080"},
 		NATS: NATSConfig{
 			SubjectPrefix:   "events",
 			Stream:          "EVENTS",
@@ -358,6 +370,12 @@ func (c *Config) Validate() error {
 	}
 	if !slices.Contains([]string{"auto", "text", "json"}, c.LogFormat) {
 		bad("log_format", "%q is not one of auto, text, json", c.LogFormat)
+	}
+	if c.GCPercent < 25 || c.GCPercent > 10000 {
+		bad("gc_percent", "must be between 25 and 10000, got %d", c.GCPercent)
+	}
+	if c.MemoryLimitBytes != 0 && c.MemoryLimitBytes < 64<<20 {
+		bad("memory_limit_bytes", "must be 0 (none) or at least 67108864 (64 MiB), got %d", c.MemoryLimitBytes)
 	}
 	positive := map[string]time.Duration{
 		"shutdown_timeout": c.ShutdownTimeout, "nats.duplicate_window": c.NATS.DuplicateWindow,

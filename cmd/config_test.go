@@ -93,6 +93,8 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"NATSListenWithoutCredentials", "nats:\n  listen: 127.0.0.1:4222\n", nil, "nats.listen"},
 		{"BadEnvInt", "", []string{"JSCTL_LEDGER_MAX_BATCH=many"}, "max_batch"},
 		{"EmptyDataDir", "data_dir: ''\n", nil, "data_dir"},
+		{"TinyGCPercent", "gc_percent: 5\n", nil, "gc_percent"},
+		{"TinyMemoryLimit", "", []string{"JSCTL_MEMORY_LIMIT_BYTES=1000"}, "memory_limit_bytes"},
 		{"TokenAndUser", "nats:\n  listen: 127.0.0.1:4222\n  token: t\n  user: u\n  password: p\n", nil, "nats.token"},
 		{"NegativeRetention", "ledger:\n  retention:\n    processed: -1h\n", nil, "config ledger.retention.processed: must be 0 (keep forever) or a positive duration such as 168h, got -1h0m0s"},
 		{"NegativeTombstones", "", []string{"JSCTL_LEDGER_RETENTION_TOMBSTONES=-1s"}, "config ledger.retention.tombstones: must be 0"},

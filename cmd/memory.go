@@ -2,8 +2,11 @@ package cmd
 
 import (
 	"context"
+	"log/slog"
+	"os"
 	"runtime/debug"
 	"runtime/metrics"
+	"strconv"
 	"time"
 )
 
@@ -64,4 +67,20 @@ func (a *App) returnMemoryLoop(ctx context.Context) {
 			returnHeldMemory(heldMemoryThreshold)
 		}
 	}
+}
+
+// tuneRuntime applies gc_percent and memory_limit_bytes, unless the GOGC or
+// GOMEMLIMIT environment variables are set: those are the operator's and
+// win.
+func tuneRuntime(cfg Config, log *slog.Logger) {
+	gc, limit := "GOGC="+os.Getenv("GOGC"), "GOMEMLIMIT="+os.Getenv("GOMEMLIMIT")
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(cfg.GCPercent)
+		gc = strconv.Itoa(cfg.GCPercent)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" && cfg.MemoryLimitBytes > 0 {
+		debug.SetMemoryLimit(cfg.MemoryLimitBytes)
+		limit = strconv.FormatInt(cfg.MemoryLimitBytes, 10)
+	}
+	log.Debug("go runtime", "gc_percent", gc, "memory_limit_bytes", limit)
 }

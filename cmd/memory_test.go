@@ -1,6 +1,9 @@
 package cmd
 
-import "testing"
+import (
+	"runtime/debug"
+	"testing"
+)
 
 var sink [][]byte
 
@@ -22,5 +25,35 @@ func TestReturnHeldMemory(t *testing.T) {
 	}
 	if returnHeldMemory(64 << 20) {
 		t.Fatal("returnHeldMemory collected again below the threshold")
+	}
+}
+
+func TestTuneRuntime(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	cfg := DefaultConfig()
+
+	t.Setenv("GOGC", "")
+	t.Setenv("GOMEMLIMIT", "")
+	tuneRuntime(cfg, testLogger())
+	if got := debug.SetGCPercent(100); got != 300 {
+		t.Errorf("GC percent %d, want the default 300", got)
+	}
+	if got := debug.SetMemoryLimit(-1); got != 512<<20 {
+		t.Errorf("memory limit %d, want the default 512 MiB", got)
+	}
+
+	// The operator's environment wins.
+	t.Setenv("GOGC", "150")
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	debug.SetGCPercent(150)
+	debug.SetMemoryLimit(1 << 30)
+	cfg.GCPercent, cfg.MemoryLimitBytes = 500, 128<<20
+	tuneRuntime(cfg, testLogger())
+	if got := debug.SetGCPercent(100); got != 150 {
+		t.Errorf("GC percent %d with GOGC=150 set, want 150", got)
+	}
+	if got := debug.SetMemoryLimit(-1); got != 1<<30 {
+		t.Errorf("memory limit %d with GOMEMLIMIT=1GiB set, want 1 GiB", got)
 	}
 }

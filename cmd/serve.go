@@ -65,6 +65,7 @@ sets grpc.listen), then --config, then defaults.`,
 				return err
 			}
 			log := newLogger(cfg.LogLevel, cfg.LogFormat, c.ErrOrStderr())
+			tuneRuntime(cfg, log)
 			ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return NewApp(cfg, log).Run(ctx)
