@@ -344,10 +344,13 @@ func (s *Store) newWriter(tx *bolt.Tx, now time.Time) *writer {
 		now:          now,
 		dropPayloads: s.Retention.DropProcessedPayloads,
 	}
-	// Keys arrive in time order, so pages can be packed full.
-	w.events.FillPercent = 0.95
-	w.sequences.FillPercent = 0.95
-	w.idemExpiry.FillPercent = 0.95
+	// Keys arrive in time order (within each status, for the status and
+	// finished indexes), so pages can be packed full: a split leaves the left
+	// page full instead of half empty. With the default, by_status was 51%
+	// full after 1M events: 90 B per event instead of ~48.
+	for _, b := range []*bolt.Bucket{w.events, w.sequences, w.idemExpiry, w.byStatus, w.finished} {
+		b.FillPercent = 0.95
+	}
 	return w
 }
 
