@@ -36,6 +36,24 @@ func openInternal(t *testing.T, opts ...func(*Store)) *Store {
 	return s
 }
 
+// reopenInternal closes s and opens its file again with opts applied; the
+// new Store is closed on cleanup.
+func reopenInternal(t *testing.T, s *Store, opts ...func(*Store)) *Store {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := New(s.Path)
+	for _, o := range opts {
+		o(s2)
+	}
+	if err := s2.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s2.Close() })
+	return s2
+}
+
 func internalEvent(t *testing.T, payload []byte, key string) *event.Event {
 	t.Helper()
 	id, err := event.NewID()
@@ -355,15 +373,7 @@ func TestMaxSize(t *testing.T) {
 	}
 	// A failed commit does not lose earlier marks.
 	s.MarkPublished(stored[0].ID, 1, "")
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s2 := New(s.Path)
-	s2.MaxSize = maxSize
-	if err := s2.Open(); err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
+	s2 := reopenInternal(t, s, func(s *Store) { s.MaxSize = maxSize })
 	got, err := s2.Get(stored[0].ID, false)
 	if err != nil {
 		t.Fatal(err)

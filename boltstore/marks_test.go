@@ -76,14 +76,7 @@ func TestMarksDueAtBatch(t *testing.T) {
 func TestMarksWrittenAtClose(t *testing.T) {
 	s := openInternal(t, func(s *Store) { s.MarkDelay, s.MarkBatch = time.Hour, 1000 })
 	evs := markAll(t, s, 5)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s2 := New(s.Path)
-	if err := s2.Open(); err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
+	s2 := reopenInternal(t, s)
 	for i, e := range evs {
 		got, err := s2.Get(e.ID, false)
 		if err != nil {

@@ -59,14 +59,7 @@ func TestPreallocatedTail(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The zeroed tail is plain free space to bbolt after a restart.
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s2 := New(s.Path)
-	if err := s2.Open(); err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
+	s2 := reopenInternal(t, s)
 	appendConcurrently(t, s2, 10)
 	if err := s2.Check(); err != nil {
 		t.Fatal(err)
