@@ -46,9 +46,10 @@ type Config struct {
 	// variable, if set, wins. Default 300.
 	GCPercent int `yaml:"gc_percent"`
 	// MemoryLimitBytes is the Go runtime's soft memory limit (GOMEMLIMIT):
-	// near it the collector runs more often, whatever gc_percent says. 0 is
-	// none. The GOMEMLIMIT environment variable, if set, wins. Default
-	// 536870912 (512 MiB).
+	// near it the collector runs more often, whatever gc_percent says. jsctl
+	// lowers it to 80% of the memory of the box or its container (cgroup)
+	// when that is less. 0 is none. The GOMEMLIMIT environment variable, if
+	// set, wins. Default 536870912 (512 MiB).
 	MemoryLimitBytes int64 `yaml:"memory_limit_bytes"`
 
 	GRPC   GRPCConfig   `yaml:"grpc"`

@@ -8,6 +8,8 @@ import (
 	"runtime/metrics"
 	"strconv"
 	"time"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
 )
 
 // Returning memory to the OS after bursts.
@@ -69,9 +71,11 @@ func (a *App) returnMemoryLoop(ctx context.Context) {
 	}
 }
 
-// tuneRuntime applies gc_percent and memory_limit_bytes, unless the GOGC or
+// tuneRuntime applies gc_percent and the memory limit, unless the GOGC or
 // GOMEMLIMIT environment variables are set: those are the operator's and
-// win.
+// win. The limit is memory_limit_bytes, or 80% of the memory the box or the
+// container's cgroup has, whichever is lower: a 300% GC target must not run
+// a small container out of memory.
 func tuneRuntime(cfg Config, log *slog.Logger) {
 	gc, limit := "GOGC="+os.Getenv("GOGC"), "GOMEMLIMIT="+os.Getenv("GOMEMLIMIT")
 	if os.Getenv("GOGC") == "" {
@@ -79,8 +83,18 @@ func tuneRuntime(cfg Config, log *slog.Logger) {
 		gc = strconv.Itoa(cfg.GCPercent)
 	}
 	if os.Getenv("GOMEMLIMIT") == "" && cfg.MemoryLimitBytes > 0 {
-		debug.SetMemoryLimit(cfg.MemoryLimitBytes)
-		limit = strconv.FormatInt(cfg.MemoryLimitBytes, 10)
+		n := effectiveMemoryLimit(cfg.MemoryLimitBytes, memlimit.ApplyRatio(memlimit.ApplyFallback(memlimit.FromCgroup, memlimit.FromSystem), 0.8))
+		debug.SetMemoryLimit(n)
+		limit = strconv.FormatInt(n, 10)
 	}
 	log.Debug("go runtime", "gc_percent", gc, "memory_limit_bytes", limit)
+}
+
+// effectiveMemoryLimit is configured, or what available reports if that is
+// lower (and known).
+func effectiveMemoryLimit(configured int64, available memlimit.Provider) int64 {
+	if n, err := available(); err == nil && n > 0 && n < uint64(configured) {
+		return int64(n)
+	}
+	return configured
 }

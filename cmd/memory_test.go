@@ -3,6 +3,8 @@ package cmd
 import (
 	"runtime/debug"
 	"testing"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
 )
 
 var sink [][]byte
@@ -39,8 +41,8 @@ func TestTuneRuntime(t *testing.T) {
 	if got := debug.SetGCPercent(100); got != 300 {
 		t.Errorf("GC percent %d, want the default 300", got)
 	}
-	if got := debug.SetMemoryLimit(-1); got != 512<<20 {
-		t.Errorf("memory limit %d, want the default 512 MiB", got)
+	if got, want := debug.SetMemoryLimit(-1), effectiveMemoryLimit(512<<20, memlimit.ApplyFallback(memlimit.FromCgroup, memlimit.FromSystem)); got > 512<<20 || got == 0 || got > want {
+		t.Errorf("memory limit %d, want at most the default 512 MiB and the box's memory (%d)", got, want)
 	}
 
 	// The operator's environment wins.
@@ -55,5 +57,24 @@ func TestTuneRuntime(t *testing.T) {
 	}
 	if got := debug.SetMemoryLimit(-1); got != 1<<30 {
 		t.Errorf("memory limit %d with GOMEMLIMIT=1GiB set, want 1 GiB", got)
+	}
+}
+
+func TestEffectiveMemoryLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		configured int64
+		available  memlimit.Provider
+		want       int64
+	}{
+		{"SmallContainer", 512 << 20, memlimit.ApplyRatio(memlimit.Limit(256<<20), 0.8), 204 << 20},
+		{"BigBox", 512 << 20, memlimit.ApplyRatio(memlimit.Limit(24<<30), 0.8), 512 << 20},
+		{"Unknown", 512 << 20, func() (uint64, error) { return 0, memlimit.ErrNoLimit }, 512 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := effectiveMemoryLimit(tc.configured, tc.available); got/(1<<20) != tc.want/(1<<20) {
+				t.Errorf("limit %d MiB, want %d MiB", got>>20, tc.want>>20)
+			}
+		})
 	}
 }
