@@ -25,6 +25,10 @@ type Retention struct {
 	// kept: one that no consumer group settled (or that no group is
 	// interested in). Default 0, forever.
 	Published time.Duration
+	// Delivered is how long after its creation an event still DELIVERED is
+	// kept: handed out but never settled (a native client's outcome lost in
+	// a crash, say, or its group deleted meanwhile). Default 0, forever.
+	Delivered time.Duration
 	// Tombstones is how long after its removal an expired event's ID is
 	// remembered with its status and removal time. After that Get can say
 	// only that the ID is older than the retention window. Default 720h.
@@ -98,7 +102,7 @@ func (s *Store) applyRetention() (more bool) {
 		return false
 	}
 	if s.OnExpire != nil {
-		for _, st := range []event.Status{event.StatusPublished, event.StatusProcessed, event.StatusFailed} {
+		for _, st := range []event.Status{event.StatusPublished, event.StatusDelivered, event.StatusProcessed, event.StatusFailed} {
 			if n := sw.removed[st]; n > 0 {
 				s.OnExpire(st, n)
 			}
@@ -133,9 +137,14 @@ func (sw *sweep) run(r Retention) error {
 			}
 		}
 	}
-	if r.Published > 0 {
-		if err := sw.expirePublished(sw.now.Add(-r.Published)); err != nil {
-			return err
+	for _, u := range []struct {
+		st   event.Status
+		keep time.Duration
+	}{{event.StatusPublished, r.Published}, {event.StatusDelivered, r.Delivered}} {
+		if u.keep > 0 {
+			if err := sw.expireUnsettled(u.st, sw.now.Add(-u.keep)); err != nil {
+				return err
+			}
 		}
 	}
 	if r.Tombstones > 0 {
@@ -183,11 +192,12 @@ func (sw *sweep) expireFinished(st event.Status, cutoff time.Time) error {
 	return nil
 }
 
-// expirePublished removes the events still PUBLISHED that were created
-// before cutoff. The status index holds them in ID, that is creation, order.
-func (sw *sweep) expirePublished(cutoff time.Time) error {
-	keys := sw.due(sw.byStatus, []byte{byte(event.StatusPublished)}, func(k []byte) bool {
-		return k[0] == byte(event.StatusPublished) && ID(k[1:]).Time().Before(cutoff)
+// expireUnsettled removes the events still in status st (PUBLISHED or
+// DELIVERED) that were created before cutoff. The status index holds them
+// in ID, that is creation, order.
+func (sw *sweep) expireUnsettled(st event.Status, cutoff time.Time) error {
+	keys := sw.due(sw.byStatus, []byte{byte(st)}, func(k []byte) bool {
+		return k[0] == byte(st) && ID(k[1:]).Time().Before(cutoff)
 	})
 	for _, k := range keys {
 		id := ID(k[1:])
@@ -195,7 +205,7 @@ func (sw *sweep) expirePublished(cutoff time.Time) error {
 		if err != nil {
 			return err
 		}
-		if cur.Status != event.StatusPublished {
+		if cur.Status != st {
 			// Not the event's status: a stale index entry.
 			if err := sw.byStatus.Delete(k); err != nil {
 				return fmt.Errorf("status index: %w", err)

@@ -211,6 +211,27 @@ func TestRetentionPublished(t *testing.T) {
 	}
 }
 
+func TestRetentionDelivered(t *testing.T) {
+	s, clock := retentionStore(t, func(s *Store) { s.Retention.Delivered = time.Hour })
+	// Handed out, never settled: DELIVERED until the retention runs out.
+	stuck := settled(t, s, backdated(t, 2*time.Hour, []byte("stuck"), ""), 1, event.OutcomeDelivered)
+	young := settled(t, s, internalEvent(t, []byte("young"), ""), 2, event.OutcomeDelivered)
+	published := publishedAt(t, s, backdated(t, 2*time.Hour, []byte("pub"), ""), 3)
+	processed := settled(t, s, backdated(t, 2*time.Hour, []byte("p"), ""), 4, event.OutcomeAcked)
+	if got := mustGet(t, s, stuck.ID).Status; got != event.StatusDelivered {
+		t.Fatalf("stuck event is %s, want DELIVERED", got)
+	}
+
+	sweepAll(s)
+	wantExpired(t, s, stuck, event.StatusDelivered)
+	wantKept(t, s, young, published, processed) // published: 0 keeps PUBLISHED ones
+
+	clock.Advance(time.Hour + time.Second)
+	sweepAll(s)
+	wantExpired(t, s, young, event.StatusDelivered)
+	wantKept(t, s, published)
+}
+
 func TestRetentionAfterRedrive(t *testing.T) {
 	s, clock := retentionStore(t)
 	failedFor := s.Retention.Failed

@@ -217,6 +217,10 @@ type RetentionConfig struct {
 	// Published is how long after its creation an event still PUBLISHED
 	// (no consumer group settled it) is kept. Default 0: forever.
 	Published time.Duration `yaml:"published"`
+	// Delivered is how long after its creation an event still DELIVERED
+	// (handed out, never settled: a native client's outcome lost in a
+	// crash, say) is kept. Default 0: forever.
+	Delivered time.Duration `yaml:"delivered"`
 	// Tombstones is how long after its removal an expired event's ID is
 	// remembered, so that EventStatus can say when it expired and in which
 	// status. Default 720h.
@@ -402,6 +406,7 @@ func (c *Config) Validate() error {
 	retention := map[string]time.Duration{
 		"ledger.retention.processed": c.Ledger.Retention.Processed, "ledger.retention.failed": c.Ledger.Retention.Failed,
 		"ledger.retention.published": c.Ledger.Retention.Published, "ledger.retention.tombstones": c.Ledger.Retention.Tombstones,
+		"ledger.retention.delivered": c.Ledger.Retention.Delivered,
 	}
 	for _, key := range slices.Sorted(maps.Keys(retention)) {
 		if retention[key] < 0 {

@@ -56,7 +56,7 @@ func newAppMetrics() *appMetrics {
 		}),
 		expired: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jsctl_ledger_expired_total",
-			Help: "Events removed from the ledger by retention, by the status they had (published, processed, failed).",
+			Help: "Events removed from the ledger by retention, by the status they had (published, delivered, processed, failed).",
 		}, []string{"status"}),
 		types: map[string]bool{},
 	}
