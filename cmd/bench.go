@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
-	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -18,8 +17,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
-
-	pb "github.com/jsctl/jsctl/proto/controller/v1"
 )
 
 // benchOptions are the flags of `jsctl bench`.
@@ -33,6 +30,8 @@ type benchOptions struct {
 	size        int
 	baselines   bool
 	cpuProfile  string
+	history     int           // events the history scenario loads
+	settle      time.Duration // how long it waits after loading them
 }
 
 func (o *benchOptions) AddFlags(fs *pflag.FlagSet) {
@@ -44,6 +43,8 @@ func (o *benchOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVarP(&o.size, "size", "s", 256, "payload size in bytes")
 	fs.BoolVar(&o.baselines, "baselines", false, "also run the baselines (bare gRPC, raw JetStream) and print ratios")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the jsctl runs to this file")
+	fs.IntVar(&o.history, "history", 1000000, "history scenario: events to load between the two NewEvent runs")
+	fs.DurationVar(&o.settle, "history-settle", DefaultConfig().NATS.DuplicateWindow, "history scenario: wait after loading, so that JetStream's duplicate window has passed")
 	o.conn.AddFlags(fs) // a server at --addr may want TLS and a token (roles publish, read and consume)
 }
 
@@ -52,7 +53,7 @@ var benchScenarios = []string{"publish", "stream", "status", "consume"}
 func newBenchCommand() *cobra.Command {
 	o := &benchOptions{}
 	c := &cobra.Command{
-		Use:   "bench [publish|stream|status|consume|all]",
+		Use:   "bench [publish|stream|status|consume|all|history]",
 		Short: "Measure throughput and latency, with baselines from the same machine",
 		Long: `Measure jsctl: publish (NewEvent unary), stream (PublishEvents), status
 (EventStatus on existing IDs) or consume (Subscribe with ack, one group,
@@ -65,12 +66,18 @@ With --baselines it also runs, with the same payload and concurrency:
   (c) raw JetStream sync publish, default sync (not durable)
   (d) raw JetStream PublishAsync, default sync (not durable)
   (e) raw JetStream pull consumer, fetch + ack
-and prints each scenario's ratio to its baselines.`,
+and prints each scenario's ratio to its baselines.
+
+history measures what a long history costs: NewEvent on an empty ledger;
+then --history events loaded with PublishEvents; then, once JetStream's
+duplicate window has passed (--history-settle), a restart timed to SERVING,
+NewEvent again, and the ledger's bytes per event. In-process only.`,
 		Example: `  jsctl bench publish --baselines
   jsctl bench all -d 10s -c 64 -s 256 --baselines -o json > bench.json
-  jsctl bench status --addr 127.0.0.1:50051 -n 100000`,
+  jsctl bench status --addr 127.0.0.1:50051 -n 100000
+  jsctl bench history --history 1000000`,
 		Args:      cobra.MaximumNArgs(1),
-		ValidArgs: append(benchScenarios, "all"),
+		ValidArgs: append(benchScenarios, "all", "history"),
 		RunE: func(c *cobra.Command, args []string) error {
 			scenarios := []string{"publish"}
 			if len(args) == 1 {
@@ -80,8 +87,8 @@ and prints each scenario's ratio to its baselines.`,
 				}
 			}
 			for _, s := range scenarios {
-				if !slices.Contains(benchScenarios, s) {
-					return fmt.Errorf("unknown scenario %q: want publish, stream, status, consume or all", s)
+				if !slices.Contains(benchScenarios, s) && s != "history" {
+					return fmt.Errorf("unknown scenario %q: want publish, stream, status, consume, all or history", s)
 				}
 			}
 			if o.output != "text" && o.output != "json" {
@@ -112,6 +119,7 @@ type benchReport struct {
 	Settings benchSettings `json:"settings"`
 	Results  []benchResult `json:"results"`
 	Ratios   []benchRatio  `json:"ratios,omitempty"`
+	History  *benchHistory `json:"history,omitempty"`
 }
 
 type benchMachine struct {
@@ -149,7 +157,8 @@ var benchTargets = map[string][]struct {
 	"consume": {{baseConsume, 0}},
 }
 
-func (o *benchOptions) run(ctx context.Context, progressOut io.Writer, scenarios []string) (*benchReport, error) {
+// setup returns the load of one run, an empty report and the payload.
+func (o *benchOptions) setup() (load, *benchReport, []byte) {
 	l := load{Total: o.total, Workers: o.concurrency}
 	if o.total == 0 {
 		l.Duration = o.duration
@@ -165,15 +174,23 @@ func (o *benchOptions) run(ctx context.Context, progressOut io.Writer, scenarios
 	for i := range payload {
 		payload[i] = byte('a' + i%26)
 	}
+	return l, report, payload
+}
+
+func (o *benchOptions) run(ctx context.Context, progressOut io.Writer, scenarios []string) (*benchReport, error) {
+	if len(scenarios) == 1 && scenarios[0] == "history" {
+		return o.runHistory(ctx, progressOut)
+	}
+	l, report, payload := o.setup()
 
 	addr, conn := o.addr, o.conn
 	if addr == "" {
-		stop, a, err := startBenchServer(ctx)
+		srv, err := startBenchServer(ctx)
 		if err != nil {
 			return nil, err
 		}
-		defer stop()
-		addr, conn = a, connOptions{} // in-process: plaintext, no auth
+		defer srv.stop()
+		addr, conn = srv.addr(), connOptions{} // in-process: plaintext, no auth
 	} else {
 		report.Settings.Target = addr
 	}
@@ -193,7 +210,7 @@ func (o *benchOptions) run(ctx context.Context, progressOut io.Writer, scenarios
 			return nil, err
 		}
 	}
-	target := &benchTarget{cc: cc, client: pb.NewControllerClient(cc), payload: payload, runID: strconv.FormatInt(time.Now().UnixNano(), 36)}
+	target := newBenchTarget(cc, payload)
 	byName := map[string]benchResult{}
 	for _, s := range scenarios {
 		target.load = l
@@ -277,14 +294,21 @@ func (o *benchOptions) consumeTotal() int {
 
 // progress returns a progress callback drawing a bar on a terminal, or nil.
 func (o *benchOptions) progress(w io.Writer, name string) func(int) {
+	total := o.total
+	if name == "consume" || name == baseConsume {
+		total = o.consumeTotal()
+	}
+	return progressBar(w, name, total)
+}
+
+// progressBar draws a bar for name on w if it is a terminal; total 0 is
+// unknown (a timed run).
+func progressBar(w io.Writer, name string, total int) func(int) {
 	f, ok := w.(*os.File)
 	if !ok || !term.IsTerminal(int(f.Fd())) {
 		return nil
 	}
-	max := int64(o.total)
-	if name == "consume" || name == baseConsume {
-		max = int64(o.consumeTotal())
-	}
+	max := int64(total)
 	if max == 0 {
 		max = -1
 	}
@@ -294,24 +318,57 @@ func (o *benchOptions) progress(w io.Writer, name string) func(int) {
 	return func(done int) { bar.Set(done) }
 }
 
-// startBenchServer runs jsctl in-process on a temp dir with its defaults
-// (durable ledger) and returns its gRPC address.
-func startBenchServer(ctx context.Context) (stop func(), addr string, err error) {
+// benchServer is jsctl running in-process on a temp dir with its defaults
+// (durable ledger), for jsctl bench.
+type benchServer struct {
+	cfg Config
+	app *App
+}
+
+// startBenchServer starts a benchServer on a new temp dir.
+func startBenchServer(ctx context.Context) (*benchServer, error) {
 	dir, err := os.MkdirTemp("", "jsctl-bench-")
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	cfg := DefaultConfig()
 	cfg.DataDir = dir
 	cfg.GRPC.Listen = "127.0.0.1:0"
 	cfg.HTTP.Listen = ""
-	a := NewApp(cfg, slog.New(slog.DiscardHandler))
-	tuneRuntime(cfg, a.Logger) // as jsctl serve does; the whole bench process shares it
-	if err := a.Open(ctx); err != nil {
+	s := &benchServer{cfg: cfg}
+	tuneRuntime(cfg, slog.New(slog.DiscardHandler)) // as jsctl serve does; the whole bench process shares it
+	if _, err := s.open(ctx); err != nil {
 		os.RemoveAll(dir)
-		return nil, "", err
+		return nil, err
 	}
-	return func() { a.Close(); os.RemoveAll(dir) }, a.GRPCAddr(), nil
+	s.cfg.GRPC.Listen = s.app.GRPCAddr() // a restart keeps the address
+	return s, nil
+}
+
+// open starts the app on the server's dir and returns how long it took to
+// serve.
+func (s *benchServer) open(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	s.app = NewApp(s.cfg, slog.New(slog.DiscardHandler))
+	if err := s.app.Open(ctx); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// restart stops the app and starts it again on the same dir and address,
+// and returns the time from the start to serving.
+func (s *benchServer) restart(ctx context.Context) (time.Duration, error) {
+	s.app.Close()
+	return s.open(ctx)
+}
+
+func (s *benchServer) addr() string { return s.app.GRPCAddr() }
+
+// stop closes the app and removes its dir.
+func (s *benchServer) stop() {
+	s.app.Close()
+	os.RemoveAll(s.cfg.DataDir)
 }
 
 func (r *benchReport) print(w io.Writer) error {
@@ -346,7 +403,14 @@ func (r *benchReport) print(w io.Writer) error {
 			}
 			fmt.Fprintf(tw, "  %s / %s\t%.2fx\t%s\n", q.Scenario, q.Baseline, q.Ratio, verdict)
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if h := r.History; h != nil {
+		fmt.Fprintf(w, "\nwith %d events in the ledger:\n", h.Events)
+		fmt.Fprintf(w, "  cold start to SERVING   %-8s target < 1s: %s\n", roundDur(h.ColdStart), map[bool]string{true: "met", false: "NOT met"}[h.ColdStart < time.Second])
+		fmt.Fprintf(w, "  ledger bytes per event  %-8d target <= payload + 300 (%d): %s\n", h.BytesPerEvent, r.Settings.PayloadSize+300, map[bool]string{true: "met", false: "NOT met"}[h.BytesPerEvent <= int64(r.Settings.PayloadSize+300)])
 	}
 	return nil
 }

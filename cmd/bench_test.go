@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -154,4 +155,40 @@ func benchApp(b *testing.B, groups ...GroupConfig) pb.ControllerClient {
 	b.Cleanup(func() { a.Close() })
 	c, _ := dialApp(b, a)
 	return c
+}
+
+// TestBenchHistory runs the history scenario small: both NewEvent runs, the
+// load, the restart and the ledger's figures must be there.
+func TestBenchHistory(t *testing.T) {
+	code, out, errOut := runCLI(t, "", "bench", "history", "--history", "500", "--history-settle", "0s", "-n", "200", "-c", "4", "-o", "json")
+	if code != 0 {
+		t.Fatalf("bench history: exit %d: %s", code, errOut)
+	}
+	var report benchReport
+	if err := json.Unmarshal([]byte(out), &report); err != nil {
+		t.Fatalf("bench history -o json: %v\n%s", err, out)
+	}
+	var names []string
+	for _, r := range report.Results {
+		names = append(names, r.Name)
+		if r.Errors > 0 || r.Ops == 0 {
+			t.Errorf("%s: %+v", r.Name, r)
+		}
+	}
+	if want := []string{"publish (empty ledger)", "load history", "publish (500 events)"}; !slices.Equal(names, want) {
+		t.Errorf("runs %q, want %q", names, want)
+	}
+	h := report.History
+	// 200 + 500 + 200 events, each run's: all in the ledger after the restart.
+	if h == nil || h.Events != 900 || h.ColdStart <= 0 || h.BytesPerEvent <= 0 {
+		t.Fatalf("history %+v, want 900 events, a cold start and bytes per event", h)
+	}
+	if len(report.Ratios) != 1 || report.Ratios[0].Target != historyTarget {
+		t.Errorf("ratios %+v", report.Ratios)
+	}
+	t.Run("ErrAddr", func(t *testing.T) {
+		if code, _, errOut := runCLI(t, "", "bench", "history", "--addr", "127.0.0.1:1"); code != 1 || !strings.Contains(errOut, "in-process") {
+			t.Fatalf("exit %d %q", code, errOut)
+		}
+	})
 }
