@@ -43,6 +43,16 @@ type update struct {
 	done  chan error       // if set, told once the update is durable or failed
 }
 
+// CommitStats describes one group commit.
+type CommitStats struct {
+	Appends, Updates int           // events appended, status updates written
+	Took             time.Duration // the whole transaction, fsyncs included
+	// Pages bbolt wrote, and the time it spent writing them and in its two
+	// fdatasyncs (data pages, then the meta page): the floor of a commit.
+	Pages     int
+	WriteTime time.Duration
+}
+
 // commitLoop is the single writer. Each round takes every append waiting at
 // that moment, and the status updates if they are due (see takeUpdates), and
 // commits them in one transaction with one fsync. While it commits, new
@@ -188,10 +198,15 @@ func (s *Store) commit(batch []*appendReq, updates []update) error {
 	if len(batch) == 0 && len(updates) == 0 {
 		return nil
 	}
-	start := time.Now()
+	start, before := time.Now(), s.db.Stats().TxStats
 	changed, statusChanges, err := s.write(batch, updates)
 	if err == nil && s.OnCommit != nil {
-		s.OnCommit(len(batch), len(updates), time.Since(start))
+		after := s.db.Stats().TxStats
+		s.OnCommit(CommitStats{
+			Appends: len(batch), Updates: len(updates), Took: time.Since(start),
+			Pages:     int(after.GetWrite() - before.GetWrite()),
+			WriteTime: after.GetWriteTime() - before.GetWriteTime(),
+		})
 	}
 	if err == nil && s.OnStatus != nil {
 		for _, c := range statusChanges {

@@ -485,3 +485,29 @@ func checkFor(t *testing.T, total, interval time.Duration, f func() error) {
 		<-tick.C
 	}
 }
+
+func TestCommitStats(t *testing.T) {
+	var mu sync.Mutex
+	var stats []CommitStats
+	s := openInternal(t, func(s *Store) {
+		s.OnCommit = func(c CommitStats) {
+			mu.Lock()
+			stats = append(stats, c)
+			mu.Unlock()
+		}
+	})
+	appendConcurrently(t, s, 50)
+	mu.Lock()
+	defer mu.Unlock()
+	appends := 0
+	for _, c := range stats {
+		appends += c.Appends
+		// At least a leaf of the events bucket, the root and the meta page.
+		if c.Appends > 0 && (c.Pages < 3 || c.WriteTime <= 0 || c.WriteTime > c.Took) {
+			t.Errorf("commit of %d appends: %d pages, write %v of %v", c.Appends, c.Pages, c.WriteTime, c.Took)
+		}
+	}
+	if appends != 50 {
+		t.Errorf("commits report %d appends, want 50", appends)
+	}
+}

@@ -238,9 +238,9 @@ func TestRecordGroupSyncMany(t *testing.T) {
 	var mu sync.Mutex
 	var commits []int // updates per commit
 	s := openStore(t, func(s *boltstore.Store) {
-		s.OnCommit = func(_, updates int, _ time.Duration) {
+		s.OnCommit = func(c boltstore.CommitStats) {
 			mu.Lock()
-			commits = append(commits, updates)
+			commits = append(commits, c.Updates)
 			mu.Unlock()
 		}
 	})

@@ -425,8 +425,8 @@ func TestRetentionBacklogBounded(t *testing.T) {
 			expired += n
 			largestPass = max(largestPass, n)
 		}
-		s.OnCommit = func(appends, _ int, _ time.Duration) {
-			if appends > 0 {
+		s.OnCommit = func(c CommitStats) {
+			if c.Appends > 0 {
 				mu.Lock()
 				defer mu.Unlock()
 				order = append(order, "append")

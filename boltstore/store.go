@@ -86,10 +86,9 @@ type Store struct {
 	// set it otherwise. Default false.
 	UnsafeNoSync bool
 
-	// OnCommit, if set, is told of every group commit: appends and status
-	// updates in it, and how long the transaction with its fsync took (for
-	// metrics). It runs on the committer and must not block.
-	OnCommit func(appends, updates int, took time.Duration)
+	// OnCommit, if set, is told of every group commit (for metrics). It
+	// runs on the committer and must not block.
+	OnCommit func(CommitStats)
 
 	// OnStatus, if set, is told of every change of an event's overall
 	// status made by a consumer outcome (DELIVERED, PROCESSED, FAILED, and

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jsctl/jsctl/boltstore"
+
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,7 +29,11 @@ type appMetrics struct {
 	newEvent      prometheus.Histogram
 	commitEvents  prometheus.Histogram
 	commitSeconds prometheus.Histogram
-	expired       *prometheus.CounterVec
+	// bbolt's share of a commit: pages written, and writing them with its
+	// two fdatasyncs
+	commitPages        prometheus.Histogram
+	commitWriteSeconds prometheus.Histogram
+	expired            *prometheus.CounterVec
 
 	typesMu sync.RWMutex
 	types   map[string]bool
@@ -54,13 +60,21 @@ func newAppMetrics() *appMetrics {
 			Name: "jsctl_ledger_commit_duration_seconds", Help: "Duration of a ledger group commit, fsync included.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14),
 		}),
+		commitPages: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "jsctl_ledger_commit_pages", Help: "Pages bbolt wrote per ledger group commit.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+		}),
+		commitWriteSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "jsctl_ledger_commit_write_seconds", Help: "Time a ledger group commit spent writing its pages and in its two fdatasyncs.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14),
+		}),
 		expired: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jsctl_ledger_expired_total",
 			Help: "Events removed from the ledger by retention, by the status they had (published, delivered, processed, failed).",
 		}, []string{"status"}),
 		types: map[string]bool{},
 	}
-	m.reg.MustRegister(m.grpc, m.events, m.newEvent, m.commitEvents, m.commitSeconds, m.expired,
+	m.reg.MustRegister(m.grpc, m.events, m.newEvent, m.commitEvents, m.commitSeconds, m.commitPages, m.commitWriteSeconds, m.expired,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -110,11 +124,13 @@ func (m *appMetrics) onExpire(status event.Status, n int) {
 	m.expired.WithLabelValues(strings.ToLower(status.String())).Add(float64(n))
 }
 
-func (m *appMetrics) onCommit(appends, _ int, took time.Duration) {
-	if appends > 0 {
-		m.commitEvents.Observe(float64(appends))
+func (m *appMetrics) onCommit(c boltstore.CommitStats) {
+	if c.Appends > 0 {
+		m.commitEvents.Observe(float64(c.Appends))
 	}
-	m.commitSeconds.Observe(took.Seconds())
+	m.commitSeconds.Observe(c.Took.Seconds())
+	m.commitWriteSeconds.Observe(c.WriteTime.Seconds())
+	m.commitPages.Observe(float64(c.Pages))
 }
 
 // streamCollector reports the stream's size and each group's backlog at

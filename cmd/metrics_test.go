@@ -29,6 +29,8 @@ func TestMetrics(t *testing.T) {
 		`jsctl_new_event_duration_seconds_count 3`,
 		`jsctl_ledger_commit_duration_seconds_count`,
 		`jsctl_ledger_commit_appends_sum`,
+		`jsctl_ledger_commit_pages_sum`,
+		`jsctl_ledger_commit_write_seconds_count`,
 		`jsctl_stream_messages 3`,
 		`jsctl_group_pending{group="m"}`,
 		`jsctl_group_ack_pending{group="m"}`,
