@@ -55,7 +55,7 @@ type CommitStats struct {
 
 // commitLoop is the single writer. Each round takes every append waiting at
 // that moment, and the status updates if they are due (see takeUpdates), and
-// commits them in one transaction with one fsync. While it commits, new
+// commits them in one transaction (bbolt fsyncs it twice: data, then meta). While it commits, new
 // requests queue up for the next round: the batch grows with the load, and no
 // append waits for a timer.
 func (s *Store) commitLoop() {
@@ -198,7 +198,11 @@ func (s *Store) commit(batch []*appendReq, updates []update) error {
 	if len(batch) == 0 && len(updates) == 0 {
 		return nil
 	}
-	start, before := time.Now(), s.db.Stats().TxStats
+	start := time.Now()
+	var before bolt.TxStats
+	if s.OnCommit != nil {
+		before = s.db.Stats().TxStats
+	}
 	changed, statusChanges, err := s.write(batch, updates)
 	if err == nil && s.OnCommit != nil {
 		after := s.db.Stats().TxStats

@@ -11,15 +11,15 @@ import (
 	"github.com/jsctl/jsctl/event"
 )
 
-// Append implements event.Ledger: it returns once the commit holding e is
-// fsynced.
+// Append is AppendBatch for one event: it returns once the commit holding e
+// is fsynced.
 func (s *Store) Append(e *event.Event, floor uint64) (*event.Event, bool, error) {
 	r := s.AppendBatch([]*event.Event{e}, floor)[0]
 	return r.Event, r.Created, r.Err
 }
 
-// AppendBatch implements event.Ledger: Append for each event, with one
-// wait for the commits that hold them (usually one).
+// AppendBatch implements event.Ledger: one wait for the commits that hold
+// the events (usually one).
 func (s *Store) AppendBatch(es []*event.Event, floor uint64) []event.AppendResult {
 	out := make([]event.AppendResult, len(es))
 	reqs := make([]appendReq, len(es))

@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -10,13 +11,12 @@ import (
 // waitMarks polls until no mark is pending, or fails after d.
 func waitMarks(t *testing.T, s *Store, d time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for s.PendingMarks() > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d marks still pending after %v", s.PendingMarks(), d)
+	checkFor(t, d, time.Millisecond, func() error {
+		if n := s.PendingMarks(); n > 0 {
+			return fmt.Errorf("%d marks still pending", n)
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // markAll appends n events and marks them PUBLISHED at sequences 1..n.

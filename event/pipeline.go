@@ -13,17 +13,16 @@ import (
 // Ledger is the durable record of events and their statuses. Implemented by
 // boltstore.Store.
 type Ledger interface {
-	// Append makes e durable (written and fsynced) with status ACCEPTED and
-	// returns it with created=true. floor is the stream's last sequence before e
-	// was appended; recovery scans the stream from there.
+	// AppendBatch makes each event durable (written and fsynced) with status
+	// ACCEPTED and returns it with Created set, waiting once for the commits
+	// that hold them; results are in the order of es. floor is the stream's
+	// last sequence before the events were appended; recovery scans the
+	// stream from there.
 	//
-	// If e.IdempotencyKey names a live event, Append stores nothing and returns
-	// that event with its payload and created=false, or an error wrapping
-	// ErrConflict when the bodies differ. An error wrapping ErrFull means
-	// nothing was stored.
-	Append(e *Event, floor uint64) (stored *Event, created bool, err error)
-
-	// AppendBatch is Append for each event, waiting once for all of them.
+	// If an event's IdempotencyKey names a live event, nothing is stored for
+	// it and its result is that event with its payload and Created false, or
+	// an error wrapping ErrConflict when the bodies differ. An error wrapping
+	// ErrFull means nothing was stored for that event.
 	AppendBatch(es []*Event, floor uint64) []AppendResult
 
 	// MarkPublished records that the event is in the stream at seq. It does not
@@ -46,8 +45,7 @@ type Ledger interface {
 	GroupLedger
 }
 
-// AppendResult is one event's outcome in Ledger.AppendBatch: what Append
-// returns.
+// AppendResult is one event's outcome in Ledger.AppendBatch.
 type AppendResult struct {
 	Event   *Event
 	Created bool
